@@ -1,0 +1,251 @@
+"""The `modelbuild` command line. Imports stay light: argparse, the recipe
+loader and the planner; rich only when there is work to show."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import ModelBuildError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="modelbuild", description="Build, verify and cache model "
+                                "artifacts from model.build.yaml.")
+    p.add_argument("--version", action="version", version=f"modelbuild {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def recipe_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-f", "--file", help="recipe (default: ./model.build.yaml)")
+
+    b = sub.add_parser("build", help="build targets (default: all)")
+    recipe_arg(b)
+    b.add_argument("targets", nargs="*", metavar="TARGET")
+    b.add_argument("-j", "--jobs", type=int, default=None, help="parallel worker processes "
+                   "(default: number of cores)")
+    b.add_argument("--force", action="store_true", help="ignore the cache and rebuild")
+    b.add_argument("--dry-run", "-n", action="store_true", help="say what would run, run nothing")
+    b.add_argument("--keep-going", "-k", action="store_true", help="build what can be built "
+                   "after a failure")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("-v", "--verbose", action="store_true", help="list cached actions too")
+
+    pl = sub.add_parser("plan", help="what would run, and why")
+    recipe_arg(pl)
+    pl.add_argument("targets", nargs="*", metavar="TARGET")
+    pl.add_argument("--json", action="store_true")
+
+    g = sub.add_parser("graph", help="the build DAG")
+    recipe_arg(g)
+    g.add_argument("--format", choices=["text", "dot", "mermaid"], default="text")
+
+    v = sub.add_parser("validate", help="check recipes against the schema (for pre-commit)")
+    v.add_argument("files", nargs="*", metavar="FILE")
+
+    sub.add_parser("schema", help="print the recipe JSON Schema")
+
+    i = sub.add_parser("init", help="write a starter model.build.yaml")
+    i.add_argument("--name", default=None)
+    i.add_argument("--framework", choices=["pytorch", "onnx", "torchscript"], default="pytorch")
+    i.add_argument("--force", action="store_true", help="overwrite an existing recipe")
+
+    c = sub.add_parser("clean", help="remove the recipe's published artifacts (and --cache)")
+    recipe_arg(c)
+    c.add_argument("--cache", action="store_true", help="also empty the whole cache")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.command:
+        _parser().print_help()
+        return EXIT_USAGE
+    try:
+        return int(COMMANDS[args.command](args))
+    except ModelBuildError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _cache_for(recipe: Any) -> Any:
+    from .cache import Cache, default_cache_dir
+
+    return Cache(default_cache_dir(_repo_root(recipe.dir)))
+
+
+def _repo_root(start: Path) -> Path:
+    """The nearest folder holding .git (the default cache lives there), else the recipe's."""
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return start
+
+
+def _plan(args: Any) -> tuple[Any, Any, list[str]]:
+    from .plan import make_plan
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.file)
+    targets = list(getattr(args, "targets", None) or recipe.targets)
+    unknown = [t for t in targets if t not in recipe.targets]
+    if unknown:
+        raise UsageError(f"unknown target(s): {', '.join(unknown)}",
+                         hint=f"targets in {recipe.path.name}: {', '.join(recipe.targets)}")
+    return recipe, make_plan(recipe, targets), targets
+
+
+def cmd_build(args: Any) -> int:
+    recipe, plan, targets = _plan(args)
+    cache = _cache_for(recipe)
+    if plan.errors and not args.keep_going:
+        raise next(iter(plan.errors.values()))
+    if args.dry_run:
+        return _print_plan(plan, cache, targets, args.json, force=args.force)
+    from .engine import build
+
+    jobs = args.jobs or os.cpu_count() or 1
+    reporter = None if args.json else _make_reporter(args.verbose)
+    result = build(plan, cache, targets, jobs=jobs, force=args.force,
+                   keep_going=args.keep_going, reporter=reporter)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        _print_summary(result)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _make_reporter(verbose: bool) -> Any:
+    from .report_term import TermReporter
+
+    return TermReporter(verbose=verbose)
+
+
+def _print_summary(result: Any) -> None:
+    built = sum(1 for a in result.actions if a.status == "built")
+    cached = sum(1 for a in result.actions if a.status == "cached")
+    failed = [a for a in result.actions if a.status == "failed"]
+    skipped = sum(1 for a in result.actions if a.status == "skipped")
+    if built == 0 and not failed and not skipped:
+        print(f"nothing to do: {cached} actions cached")
+    for name, t in result.targets.items():
+        if t.ok:
+            mark = "verified" if t.verified else "not verified"
+            print(f"  {name:<16} {t.path} ({mark})")
+        else:
+            first = (t.error or "failed").splitlines()
+            print(f"  {name:<16} FAILED: " + "\n      ".join(first), file=sys.stderr)
+    if failed or skipped or built:
+        print(f"{built} built, {cached} cached, {len(failed)} failed, {skipped} skipped")
+
+
+def _print_plan(plan: Any, cache: Any, targets: list[str], as_json: bool,
+                force: bool = False) -> int:
+    from .engine import Engine
+
+    eng = Engine(plan, cache, force=force)
+    rows = eng.explain_plan([t for t in targets if t in plan.targets])
+    cache.stat.save()
+    if as_json:
+        print(json.dumps({"actions": [{"id": r.action.id, "step": r.action.step,
+                                        "status": r.status, "key": r.key, "reasons": r.reasons}
+                                       for r in rows],
+                          "unplannable": {k: v.render() for k, v in plan.errors.items()}},
+                         indent=1))
+        return EXIT_OK
+    todo = [r for r in rows if r.status != "cached"]
+    for r in rows:
+        if r.status == "cached":
+            print(f"  cached  {r.action.id}")
+        else:
+            print(f"  run     {r.action.id}: {'; '.join(r.reasons)}")
+    for name, err in plan.errors.items():
+        print(f"  cannot  {name}: {err.render()}")
+    print(f"{len(todo)} to run, {len(rows) - len(todo)} cached")
+    return EXIT_OK
+
+
+def cmd_plan(args: Any) -> int:
+    recipe, plan, targets = _plan(args)
+    return _print_plan(plan, _cache_for(recipe), targets, args.json)
+
+
+def cmd_graph(args: Any) -> int:
+    from .graphviz import render
+
+    args.targets = []
+    recipe, plan, _ = _plan(args)
+    print(render(plan, args.format))
+    return EXIT_OK
+
+
+def cmd_validate(args: Any) -> int:
+    from .recipe import load_recipe
+
+    files = args.files or ["model.build.yaml"]
+    failed = 0
+    for f in files:
+        try:
+            load_recipe(f)
+            print(f"{f}: ok")
+        except ModelBuildError as exc:
+            print(f"error: {exc.render()}", file=sys.stderr)
+            failed += 1
+    return EXIT_USAGE if failed else EXIT_OK
+
+
+def cmd_schema(args: Any) -> int:
+    from .schema import schema_text
+
+    sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
+def cmd_init(args: Any) -> int:
+    from .scaffold import write_recipe
+
+    path = write_recipe(Path.cwd(), args.name, args.framework, args.force)
+    print(f"wrote {path}; edit `source` and `inputs`, then run `modelbuild build`")
+    return EXIT_OK
+
+
+def cmd_clean(args: Any) -> int:
+    import shutil
+
+    from .engine import unpublish
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.file)
+    out = recipe.dir / recipe.output_dir
+    removed = [t for t in recipe.targets if unpublish(out / t)]
+    print(f"removed {len(removed)} published target(s) from {recipe.output_dir}/")
+    if args.cache:
+        cache = _cache_for(recipe)
+        for sub in ("objects", "trees", "actions", "tmp", "logs", "state", "stat.json", "bench"):
+            p = cache.root / sub
+            if p.is_dir():
+                for root, dirs, files in os.walk(p):
+                    for d in dirs:
+                        os.chmod(os.path.join(root, d), 0o755)
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists():
+                p.unlink()
+        print(f"emptied the cache at {cache.root}")
+    return EXIT_OK
+
+
+COMMANDS = {"build": cmd_build, "plan": cmd_plan, "graph": cmd_graph, "validate": cmd_validate,
+            "schema": cmd_schema, "init": cmd_init, "clean": cmd_clean}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""One error tree for everything modelbuild reports to a user.
+
+    ModelBuildError                 exit code 2 unless said otherwise
+    ├── RecipeError                 bad recipe: file, line, column, key path, fix
+    ├── UsageError                  bad command line (unknown target, ...)
+    ├── PlanError                   a recipe that cannot be planned (format/precision
+    │                               pair no converter supports, missing toolchain)
+    ├── MissingToolchainError       an optional extra is not installed
+    ├── SourceError                 the source model cannot be loaded
+    ├── CacheError                  a corrupt cache entry (treated as a miss)
+    └── BuildFailure                exit code 1
+        ├── StepError               a converter step raised or crashed
+        └── ParityError             an artifact's outputs differ from the source's
+
+Third-party errors are wrapped with ``raise StepError(...) from exc`` so a user
+never sees a bare traceback from a converter.
+"""
+
+from __future__ import annotations
+
+
+class ModelBuildError(Exception):
+    """Root of every error modelbuild raises on purpose."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __reduce__(self):  # keep subclasses picklable across worker processes
+        return (_rebuild, (type(self), self.__dict__))
+
+    def render(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _rebuild(cls: type, state: dict) -> ModelBuildError:
+    obj = cls.__new__(cls)
+    Exception.__init__(obj, state.get("message", ""))
+    obj.__dict__.update(state)
+    return obj
+
+
+class RecipeError(ModelBuildError):
+    """A recipe that does not load or validate. Carries where and what to do."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        key_path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
+        self.line = line
+        self.column = column
+        self.key_path = key_path
+
+    def render(self) -> str:
+        where = self.file or "<recipe>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        text = f"{where}: "
+        if self.key_path:
+            text += f"{self.key_path}: "
+        text += self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class UsageError(ModelBuildError):
+    """A command line that asks for something that does not exist."""
+
+
+class PlanError(ModelBuildError):
+    """A valid recipe that cannot be turned into a build plan."""
+
+    def __init__(self, message: str, *, key_path: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key_path = key_path
+
+    def render(self) -> str:
+        text = f"{self.key_path}: {self.message}" if self.key_path else self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class MissingToolchainError(PlanError):
+    """An optional toolchain (extra) is not installed."""
+
+    def __init__(self, toolchain: str, extra: str, *, key_path: str | None = None) -> None:
+        super().__init__(
+            f"the {toolchain} toolchain is not installed",
+            key_path=key_path,
+            hint=f"pip install 'modelbuild[{extra}]' -c constraints.txt",
+        )
+        self.toolchain = toolchain
+        self.extra = extra
+
+
+class SourceError(ModelBuildError):
+    """The source model (code or checkpoint) cannot be loaded."""
+
+
+class CacheError(ModelBuildError):
+    """A cache entry is missing or corrupt; callers treat it as a miss."""
+
+
+class BuildFailure(ModelBuildError):
+    """A build that ran and failed: exit code 1."""
+
+    exit_code = 1
+
+
+class StepError(BuildFailure):
+    """A converter step failed; ``log`` names the step's log file."""
+
+    def __init__(self, message: str, *, step: str | None = None, log: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.step = step
+        self.log = log
+
+    def render(self) -> str:
+        text = f"{self.step}: {self.message}" if self.step else self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        if self.log:
+            text += f"\n  log: {self.log}"
+        return text
+
+
+class ParityError(StepError):
+    """The built artifact does not match the source model within tolerance."""
+
+    def __init__(self, message: str, *, report: dict | None = None, step: str | None = None) -> None:
+        super().__init__(message, step=step)
+        self.report = report or {}

@@ -1,0 +1,25 @@
+"""What every target shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..params import field
+from ..recipe_model import TargetVerify
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetBase:
+    verify: Optional[TargetVerify] = field(None, description="override the parity gate for this target")
+
+    format: Any = None
+    precision: Any = "fp32"
+
+
+def check_precision(recipe: Any, name: str, target: Any, allowed: tuple[str, ...]) -> None:
+    if target.precision not in allowed:
+        raise recipe.error(("targets", name, "precision"),
+                           f"{target.format} targets cannot be built at precision "
+                           f"{target.precision}: no converter supports that pair",
+                           hint=f"use one of: {', '.join(allowed)}")

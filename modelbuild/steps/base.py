@@ -1,0 +1,81 @@
+"""What a converter step is.
+
+A step is a small class in its own module under ``modelbuild.steps``:
+
+    class OnnxFp16(Step):
+        name = "onnx_fp16"          # stable identifier, part of the key
+        version = 1                 # bump when the step's code changes its output
+        tools = ("onnx", "onnxconverter-common")   # distributions whose versions enter the key
+        output = "model.onnx"       # file (or directory) name the step writes
+        Params = Fp16Params         # typed params (a dataclass with descriptions)
+
+        def run(self, ctx):         # heavy imports go here, never at module level
+            ...
+
+Module import must stay cheap: the planner imports step modules to read
+``version`` and ``tools`` on every build, including no-op builds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..params import from_mapping
+
+# Param fields that never change an output's bytes, left out of every key.
+UNKEYED_PARAMS: frozenset[str] = frozenset({"recipe_dir", "cache_dir", "target_names"})
+
+
+@dataclass
+class StepContext:
+    """Everything a running step may touch."""
+
+    inputs: dict[str, Path]  # role → read-only path (never modify: copy first)
+    params: dict[str, Any]
+    output: Path  # where the step writes its output (file or directory)
+    workdir: Path  # private scratch directory, removed afterwards
+    log: logging.Logger
+    recipe_dir: Path
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """This step takes no parameters."""
+
+
+_VERSION_CACHE: dict[str, str] = {}
+
+
+def dist_version(dist: str) -> str:
+    """Installed version of a distribution without importing it (cheap)."""
+    if dist not in _VERSION_CACHE:
+        try:
+            _VERSION_CACHE[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            _VERSION_CACHE[dist] = "not-installed"
+    return _VERSION_CACHE[dist]
+
+
+class Step:
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    tools: ClassVar[tuple[str, ...]] = ()
+    output: ClassVar[str] = "model.onnx"
+    Params: ClassVar[type] = NoParams
+
+    def tool_versions(self, params: dict[str, Any] | None = None) -> dict[str, str]:
+        """Versions that enter the key; a step may add more (GPU name, CUDA, ...)."""
+        return {t: dist_version(t) for t in self.tools}
+
+    def params(self, ctx: StepContext) -> Any:
+        return from_mapping(self.Params, {k: v for k, v in ctx.params.items()
+                                          if k not in UNKEYED_PARAMS})
+
+    def run(self, ctx: StepContext) -> dict[str, Any] | None:
+        """Write ``ctx.output``; return optional metadata (JSON-able) for the cache entry."""
+        raise NotImplementedError

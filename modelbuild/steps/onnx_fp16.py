@@ -1,0 +1,37 @@
+"""fp16 ONNX with onnxconverter-common (float32 inputs/outputs kept by default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..params import field
+from .base import Step, StepContext
+
+
+@dataclass(frozen=True)
+class Params:
+    """fp16 conversion."""
+
+    keep_io_types: bool = field(True, description="keep float32 graph inputs and outputs")
+
+
+class OnnxFp16(Step):
+    name = "onnx_fp16"
+    version = 1
+    tools = ("onnx", "onnxconverter-common")
+    output = "model.onnx"
+    Params = Params
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        import onnx
+        from onnxconverter_common import float16
+
+        p = self.params(ctx)
+        m = onnx.load(str(ctx.inputs["model"]))
+        m16 = float16.convert_float_to_float16(m, keep_io_types=p.keep_io_types)
+        onnx.save(m16, str(ctx.output))
+        return {"keep_io_types": p.keep_io_types}
+
+
+STEP = OnnxFp16()

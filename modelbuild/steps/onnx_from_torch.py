@@ -1,0 +1,117 @@
+"""ONNX from a PyTorch (or TorchScript) model with torch.onnx.export.
+
+Uses the TorchScript-based exporter (``dynamo=False``): it honours the
+requested opset and writes byte-identical single-file output across runs,
+which the dynamo exporter (torch 2.13's default) does not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..params import field
+from .base import Step, StepContext
+
+
+@dataclass(frozen=True)
+class Params:
+    """Export settings."""
+
+    opset: int = field(17, description="ONNX opset")
+    inputs: list[dict[str, Any]] = field([], description="input specs")
+    outputs: list[str] = field([], description="output names")
+    recipe_name: str = field("", description="recorded in the model's metadata")
+    source: dict[str, Any] = field({}, description="source spec")
+    constant_folding: bool = field(True, description="fold constants during export")
+
+
+class OnnxFromTorch(Step):
+    name = "onnx_from_torch"
+    version = 1
+    tools = ("torch", "onnx")
+    output = "model.onnx"
+    Params = Params
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        import warnings
+
+        import onnx
+        import torch
+
+        from ..errors import SourceError, StepError
+        from ..source import example_arrays, load_torch_model, to_tensors
+
+        p = self.params(ctx)
+        model = load_torch_model(ctx.params, ctx.inputs, ctx.recipe_dir)
+        model = _sync_bn_to_bn(model, ctx)
+        names = [s["name"] for s in p.inputs]
+        args = to_tensors(example_arrays(p.inputs), names)
+        dynamic_axes = {s["name"]: {int(k): v for k, v in (s.get("dynamic") or {}).items()}
+                        for s in p.inputs if s.get("dynamic")}
+        tmp = ctx.workdir / "export.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                with torch.no_grad():
+                    torch.onnx.export(model, args, str(tmp), dynamo=False,
+                                      opset_version=p.opset, input_names=names,
+                                      output_names=p.outputs or None,
+                                      dynamic_axes=dynamic_axes or None,
+                                      do_constant_folding=p.constant_folding)
+            except RuntimeError as exc:
+                raise _explain_export_error(exc, p.opset) from exc
+            except TypeError as exc:
+                raise SourceError(f"the model rejected the declared inputs: {exc}",
+                                  hint="check `inputs` (names, shapes, dtypes) against the "
+                                  "model's forward()") from exc
+        m = onnx.load(str(tmp))
+        meta = {"modelbuild.recipe": p.recipe_name,
+                "modelbuild.inputs": json.dumps(p.inputs, sort_keys=True),
+                "modelbuild.outputs": json.dumps(p.outputs)}
+        for k, v in meta.items():
+            prop = m.metadata_props.add()
+            prop.key, prop.value = k, v
+        try:
+            onnx.checker.check_model(m)
+        except onnx.checker.ValidationError as exc:
+            raise StepError(f"the exported model is not valid ONNX: {exc}") from exc
+        onnx.save(m, str(ctx.output))
+        return {"opset": p.opset, "nodes": len(m.graph.node)}
+
+
+def _sync_bn_to_bn(model: Any, ctx: StepContext) -> Any:
+    """SyncBatchNorm cannot be exported; at inference it equals BatchNorm."""
+    import torch
+
+    if not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()):
+        return model
+
+    def convert(module: Any) -> Any:
+        out = module
+        if isinstance(module, torch.nn.SyncBatchNorm):
+            out = torch.nn.BatchNorm2d(module.num_features, module.eps, module.momentum,
+                                       module.affine, module.track_running_stats)
+            out.load_state_dict(module.state_dict())
+        for name, child in module.named_children():
+            out.add_module(name, convert(child))
+        return out
+
+    ctx.log.warning("notice: converted SyncBatchNorm to BatchNorm2d before export")
+    return convert(model).eval()
+
+
+def _explain_export_error(exc: Exception, opset: int) -> Exception:
+    from ..errors import StepError
+
+    text = str(exc)
+    if "Unsupported" in text or "not supported" in text or "Exporting the operator" in text:
+        hint = "raise `opset`" if "opset" in text else \
+            "replace the operator in the model, or register a custom symbolic"
+        return StepError(f"the ONNX exporter does not support an operator at opset {opset}: "
+                         f"{text.splitlines()[0][:400]}", hint=hint)
+    return StepError(f"torch.onnx.export failed: {text.splitlines()[0][:400] if text else exc!r}")
+
+
+STEP = OnnxFromTorch()

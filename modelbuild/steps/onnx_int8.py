@@ -1,0 +1,103 @@
+"""int8 ONNX with onnxruntime.quantization: dynamic, or static with calibration.
+
+Static calibration reads an .npz of samples keyed by input name; without one it
+draws samples from the inputs' declared ranges and says so in the log and the
+build output (random data calibrates poorly: ship real samples).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from ..params import field
+from .base import Step, StepContext
+
+
+@dataclass(frozen=True)
+class Params:
+    """Quantization settings (see formats.onnx.Quantize)."""
+
+    mode: Literal["dynamic", "static"] = field("dynamic", description="mode")
+    format: Literal["qdq", "qoperator"] = field("qdq", description="static format")
+    per_channel: bool = field(False, description="per-channel weights")
+    weight_type: Literal["uint8", "int8"] = field("uint8", description="weight type")
+    calibration: Optional[dict[str, Any]] = field(None, description="calibration settings")
+    inputs: list[dict[str, Any]] = field([], description="input specs (static mode)")
+    seed: int = field(1, description="seed for generated calibration samples")
+
+
+class OnnxInt8(Step):
+    name = "onnx_int8"
+    version = 1
+    tools = ("onnx", "onnxruntime")
+    output = "model.onnx"
+    Params = Params
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        p = self.params(ctx)
+        prep = ctx.workdir / "prep.onnx"
+        try:
+            quant_pre_process(str(ctx.inputs["model"]), str(prep), skip_symbolic_shape=True)
+        except Exception as exc:  # pre-processing is an optimization, not a requirement
+            ctx.log.warning("quant_pre_process failed (%s); quantizing the model as is", exc)
+            prep = ctx.inputs["model"]
+        wtype = QuantType.QUInt8 if p.weight_type == "uint8" else QuantType.QInt8
+        meta: dict[str, Any] = {"mode": p.mode}
+        if p.mode == "dynamic":
+            quantize_dynamic(str(prep), str(ctx.output), weight_type=wtype,
+                             per_channel=p.per_channel)
+            return meta
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat
+
+        reader, source = _reader(ctx, p)
+        meta["calibration"] = source
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[(p.calibration or {}).get("method",
+                                                                                     "minmax")]
+        quantize_static(str(prep), str(ctx.output), reader,
+                        quant_format=QuantFormat.QDQ if p.format == "qdq" else QuantFormat.QOperator,
+                        per_channel=p.per_channel, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8 if p.format == "qoperator"
+                        else QuantType.QInt8,
+                        calibrate_method=method)
+        return meta
+
+
+def _reader(ctx: StepContext, p: Params) -> tuple[Any, str]:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from ..inputs import from_data, generate, load_npz
+
+    if "calibration" in ctx.inputs:
+        data = load_npz(ctx.inputs["calibration"])
+        full = from_data(p.inputs, data)[0]
+        n = min(len(a) for a in full.values())
+        samples = [{k: v[i:i + 1] for k, v in full.items()} for i in range(n)]
+        source = f"{n} samples from {ctx.inputs['calibration'].name}"
+    else:
+        count = int((p.calibration or {}).get("samples", 16))
+        specs = [dict(s, dynamic={}) for s in p.inputs]  # calibrate at the declared shape
+        samples = generate(specs, count, p.seed)
+        source = f"{count} random samples from the declared input ranges"
+        ctx.log.warning("warning: no calibration data; calibrating on %s", source)
+        print(f"warning: no calibration data: calibrating on {source}; "
+              "set quantize.calibration.data for real accuracy")
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.it = iter(samples)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.it, None)
+
+        def rewind(self) -> None:
+            self.it = iter(samples)
+
+    return Reader(), source
+
+
+STEP = OnnxInt8()

@@ -1,0 +1,66 @@
+"""The parity gate: run an artifact and compare with the source model's outputs.
+
+Per input set (two sizes of every dynamic axis), per output: max abs/rel error
+and cosine, against the precision's tolerance. A failure raises ParityError
+with the figures and the tolerance that would have been needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Step, StepContext, dist_version
+
+
+class Verify(Step):
+    name = "verify"
+    version = 1
+    tools = ("numpy",)
+    output = "report.json"
+
+    def tool_versions(self, params: dict[str, Any] | None = None) -> dict[str, str]:
+        from ..runtimes import runtime_tools
+
+        out = super().tool_versions(params)
+        if params:
+            out.update({t: dist_version(t) for t in runtime_tools(params["runner"])})
+        return out
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        import json
+
+        from ..compare import Comparison, compare_outputs
+        from ..errors import ParityError
+        from ..inputs import load_sets
+        from ..runtimes import load_runner
+
+        p = ctx.params
+        sets = load_sets(ctx.inputs["inputs"])
+        refs = load_sets(ctx.inputs["reference"])
+        out_names = list(refs[0].keys())
+        runner = load_runner(ctx.inputs["artifact"], p["runner"], p["inputs"], out_names)
+        cmp = Comparison(p["tolerance"])
+        checked, skipped = [], []
+        for i, (feeds, ref) in enumerate(zip(sets, refs)):
+            shapes = {k: list(v.shape) for k, v in feeds.items()}
+            if not runner.accepts(shapes):
+                skipped.append(shapes)
+                continue
+            outs = runner.run(feeds)
+            compare_outputs(out_names, outs, [ref[n] for n in out_names], p["tolerance"], cmp)
+            checked.append(shapes)
+        if not checked:
+            cmp.problems.append("no input set fits the artifact's input shapes")
+        report = {"passed": bool(cmp), "tolerance": p["tolerance"], "outputs": cmp.worst(),
+                  "sets_checked": len(checked), "sets_skipped": len(skipped),
+                  "runtime": p["runner"]["runtime"], "numeric": True}
+        if skipped:
+            ctx.log.info("skipped %d input sets the artifact cannot take: %s", len(skipped), skipped)
+        ctx.output.write_text(json.dumps(report, indent=1, sort_keys=True))
+        if not cmp:
+            raise ParityError(f"parity check failed for {p['format']} {p['precision']}:\n  "
+                              + cmp.summary().replace("\n", "\n  "), report=report)
+        return {"report": report}
+
+
+STEP = Verify()
