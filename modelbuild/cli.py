@@ -59,7 +59,20 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("clean", help="remove the recipe's published artifacts (and --cache)")
     recipe_arg(c)
     c.add_argument("--cache", action="store_true", help="also empty the whole cache")
+    for mod in _command_modules():
+        mod.add_parser(sub, recipe_arg)
     return p
+
+
+# Commands that live in their own modules: each defines NAME, add_parser(sub, recipe_arg)
+# and run(args) -> int. Imported only to build the parser (keep their imports light).
+COMMAND_MODULES: list[str] = []
+
+
+def _command_modules() -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(m) for m in COMMAND_MODULES]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return EXIT_USAGE
     try:
-        return int(COMMANDS[args.command](args))
+        if args.command in COMMANDS:
+            return int(COMMANDS[args.command](args))
+        mod = next(m for m in _command_modules() if m.NAME == args.command)
+        return int(mod.run(args))
     except ModelBuildError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
         return exc.exit_code
@@ -77,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _cache_for(recipe: Any) -> Any:
+def cache_for(recipe: Any) -> Any:
     from .cache import Cache, default_cache_dir
 
     return Cache(default_cache_dir(_repo_root(recipe.dir)))
@@ -91,7 +107,7 @@ def _repo_root(start: Path) -> Path:
     return start
 
 
-def _plan(args: Any) -> tuple[Any, Any, list[str]]:
+def plan_for(args: Any) -> tuple[Any, Any, list[str]]:
     from .plan import make_plan
     from .recipe import load_recipe
 
@@ -105,8 +121,8 @@ def _plan(args: Any) -> tuple[Any, Any, list[str]]:
 
 
 def cmd_build(args: Any) -> int:
-    recipe, plan, targets = _plan(args)
-    cache = _cache_for(recipe)
+    recipe, plan, targets = plan_for(args)
+    cache = cache_for(recipe)
     if plan.errors and not args.keep_going:
         raise next(iter(plan.errors.values()))
     if args.dry_run:
@@ -175,15 +191,15 @@ def _print_plan(plan: Any, cache: Any, targets: list[str], as_json: bool,
 
 
 def cmd_plan(args: Any) -> int:
-    recipe, plan, targets = _plan(args)
-    return _print_plan(plan, _cache_for(recipe), targets, args.json)
+    recipe, plan, targets = plan_for(args)
+    return _print_plan(plan, cache_for(recipe), targets, args.json)
 
 
 def cmd_graph(args: Any) -> int:
     from .graphviz import render
 
     args.targets = []
-    recipe, plan, _ = _plan(args)
+    recipe, plan, _ = plan_for(args)
     print(render(plan, args.format))
     return EXIT_OK
 
@@ -229,7 +245,7 @@ def cmd_clean(args: Any) -> int:
     removed = [t for t in recipe.targets if unpublish(out / t)]
     print(f"removed {len(removed)} published target(s) from {recipe.output_dir}/")
     if args.cache:
-        cache = _cache_for(recipe)
+        cache = cache_for(recipe)
         for sub in ("objects", "trees", "actions", "tmp", "logs", "state", "stat.json", "bench"):
             p = cache.root / sub
             if p.is_dir():

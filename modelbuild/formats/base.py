@@ -23,3 +23,19 @@ def check_precision(recipe: Any, name: str, target: Any, allowed: tuple[str, ...
                            f"{target.format} targets cannot be built at precision "
                            f"{target.precision}: no converter supports that pair",
                            hint=f"use one of: {', '.join(allowed)}")
+
+
+def require(module: str, toolchain: str, extra: str, key_path: str | None = None) -> None:
+    """Fail at plan time, with the install command, when an optional toolchain is missing.
+
+    Uses importlib.util.find_spec, so nothing heavy is imported."""
+    import importlib.util
+
+    from ..errors import MissingToolchainError
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingToolchainError(toolchain, extra, key_path=key_path)
