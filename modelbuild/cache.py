@@ -171,9 +171,46 @@ class Cache:
         d.mkdir(parents=True)
         return d
 
+    def clean_stale_scratch(self) -> int:
+        """Remove scratch dirs of processes that died (a killed build leaves them)."""
+        removed = 0
+        try:
+            entries = list(self.tmp.iterdir())
+        except FileNotFoundError:
+            return 0
+        for d in entries:
+            parts = d.name.rsplit("-", 2)
+            if len(parts) != 3 or not parts[1].isdigit():
+                continue
+            if _alive(int(parts[1])):
+                continue
+            _make_writable(d)
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+        return removed
+
     def warn(self, msg: str) -> None:
         self.warnings.append(msg)
         print(f"warning: cache: {msg}", file=sys.stderr)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _make_writable(root: Path) -> None:
+    for dirpath, dirnames, _ in os.walk(root):
+        for d in dirnames:
+            try:
+                os.chmod(os.path.join(dirpath, d), 0o755)
+            except OSError:
+                pass
 
 
 def _force_unlink(p: Path) -> None:

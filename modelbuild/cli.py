@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
 
 # Commands that live in their own modules: each defines NAME, add_parser(sub, recipe_arg)
 # and run(args) -> int. Imported only to build the parser (keep their imports light).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "modelbuild.cli_bench", "modelbuild.cli_report", "modelbuild.cli_inspect",
+]
 
 
 def _command_modules() -> list[Any]:

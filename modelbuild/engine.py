@@ -231,6 +231,7 @@ class Engine:
         if self._pool is None:
             import multiprocessing
 
+            self.cache.clean_stale_scratch()
             self._pool = ProcessPoolExecutor(max_workers=self.jobs,
                                              mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_init,
@@ -256,7 +257,7 @@ class Engine:
         self.reporter.start(len(order))
         waiting = list(order)
         running: dict[Future[dict[str, Any]], str] = {}
-        crashes: dict[str, int] = {}
+        suspects: set[str] = set()
         stop = False
         try:
             while waiting or running:
@@ -267,6 +268,9 @@ class Engine:
                         a = self.plan.actions[uid]
                         if any(d not in self.results or self.results[d].status in ("running",)
                                for d in a.deps):
+                            continue
+                        # A suspect of a worker crash runs alone, so a second crash is its own.
+                        if running and (uid in suspects or suspects & set(running.values())):
                             continue
                         waiting.remove(uid)
                         progressed = True
@@ -319,6 +323,7 @@ class Engine:
                     break
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 broken = False
+                in_flight = len(running)
                 for fut in done:
                     uid = running.pop(fut)
                     r = self.results[uid]
@@ -326,14 +331,15 @@ class Engine:
                         entry = fut.result()
                     except BrokenProcessPool:
                         broken = True
-                        crashes[uid] = crashes.get(uid, 0) + 1
-                        if crashes[uid] < 2:
+                        if in_flight > 1:  # cannot tell which one crashed: retry each alone
+                            suspects.add(uid)
                             waiting.insert(0, uid)
                             del self.results[uid]
                             continue
                         r.status = "failed"
-                        r.error = StepError("the worker process crashed (killed or a native "
-                                            "crash in the converter)", step=r.action.id)
+                        r.error = StepError("the worker process crashed (killed, out of memory, "
+                                            "or a native crash in the converter)", step=r.action.id,
+                                            hint="see the step's log in the cache's logs/ folder")
                     except ModelBuildError as exc:
                         r.status, r.error = "failed", exc
                     except Exception as exc:  # pickling problems and the like
@@ -353,7 +359,7 @@ class Engine:
                     # Every in-flight future of a broken pool fails; retry them on a new pool.
                     for fut, uid in list(running.items()):
                         running.pop(fut)
-                        crashes[uid] = crashes.get(uid, 0) + 1
+                        suspects.add(uid)
                         waiting.insert(0, uid)
                         self.results.pop(uid, None)
                     self._shutdown()

@@ -19,6 +19,7 @@ from typing import Any
 FORMAT_MODULES: dict[str, str] = {
     "onnx": f"{__name__}.onnx",
     "torchscript": f"{__name__}.torchscript",
+    "openvino": f"{__name__}.openvino",
 }
 
 

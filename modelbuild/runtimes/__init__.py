@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 RUNTIME_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "onnxruntime": (f"{__name__}.onnxruntime_rt", ("onnxruntime",)),
     "torchscript": (f"{__name__}.torchscript_rt", ("torch",)),
+    "openvino": (f"{__name__}.openvino_rt", ("openvino",)),
 }
 
 

@@ -23,6 +23,7 @@ STEP_MODULES: dict[str, str] = {
     "onnx_fp16": f"{_P}.onnx_fp16",
     "onnx_int8": f"{_P}.onnx_int8",
     "torchscript_from_torch": f"{_P}.torchscript_from_torch",
+    "openvino_from_onnx": f"{_P}.openvino_from_onnx",
     "verify": f"{_P}.verify",
 }
 

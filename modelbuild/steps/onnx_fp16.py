@@ -18,7 +18,7 @@ class Params:
 
 class OnnxFp16(Step):
     name = "onnx_fp16"
-    version = 1
+    version = 2
     tools = ("onnx", "onnxconverter-common")
     output = "model.onnx"
     Params = Params
@@ -29,7 +29,12 @@ class OnnxFp16(Step):
 
         p = self.params(ctx)
         m = onnx.load(str(ctx.inputs["model"]))
-        m16 = float16.convert_float_to_float16(m, keep_io_types=p.keep_io_types)
+        # Cast stays in fp32: onnxconverter-common retypes a Cast's output to float16 but
+        # keeps its `to=FLOAT`, which onnxruntime then refuses to load (int→float casts,
+        # as in attention masks, hit this).
+        block = list(float16.DEFAULT_OP_BLOCK_LIST) + ["Cast"]
+        m16 = float16.convert_float_to_float16(m, keep_io_types=p.keep_io_types,
+                                               op_block_list=block)
         onnx.save(m16, str(ctx.output))
         return {"keep_io_types": p.keep_io_types}
 

@@ -1,0 +1,154 @@
+"""OpenVINO targets: real conversions (OpenVINO, NNCF) on the tiny example models."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import build_json, statuses, write_recipe
+
+pytest.importorskip("openvino")
+
+ONNX = {"format": "onnx", "precision": "fp32"}
+OV32 = {"format": "openvino", "precision": "fp32"}
+OV16 = {"format": "openvino", "precision": "fp16"}
+OV8 = {"format": "openvino", "precision": "int8", "calibration": {"data": "data/calib.npz"}}
+
+
+def _xml(folder: Path, target: str) -> str:
+    return (folder / "dist" / target / "openvino" / "model.xml").read_text()
+
+
+def test_every_precision_builds_verifies_and_shares_the_export(tiny_cnn: Path) -> None:
+    write_recipe(tiny_cnn, {"onnx": ONNX, "ov": OV32, "ov-fp16": OV16, "ov-int8": OV8})
+    res = build_json(tiny_cnn)
+    assert res["ok"], res
+    # One export and one simplify feed the onnx target and every openvino target.
+    steps = [a["step"] for a in res["actions"]]
+    assert steps.count("onnx_from_torch") == 1 and steps.count("onnx_simplify") == 1
+    assert steps.count("openvino_from_onnx") == 3
+    for name in ("ov", "ov-fp16", "ov-int8"):
+        t = res["targets"][name]
+        assert t["verified"] is True
+        out = Path(t["path"])
+        assert out.is_dir() and {p.name for p in out.iterdir()} == {"model.xml", "model.bin"}
+    lock = json.loads((tiny_cnn / "model.build.lock").read_text())["targets"]
+    figures = {n: lock[n]["parity"]["outputs"]["logits"] for n in ("ov", "ov-fp16", "ov-int8")}
+    assert figures["ov"]["max_abs"] < 1e-5  # f32 inference: no bf16 rounding
+    assert figures["ov-fp16"]["max_abs"] < 1e-2
+    assert figures["ov-int8"]["cosine"] >= 0.99
+    assert all(lock[n]["parity"]["sets_checked"] == 4 for n in figures)  # both batch sizes
+    assert "nncf" in lock["ov-int8"]["tools"] and "nncf" not in lock["ov"]["tools"]
+    # The IR holds what its precision says: f32 weights, f16 weights, quantize nodes.
+    assert 'element_type="f16"' not in _xml(tiny_cnn, "ov")
+    assert 'element_type="f16"' in _xml(tiny_cnn, "ov-fp16")
+    assert "FakeQuantize" in _xml(tiny_cnn, "ov-int8")
+    assert "FakeQuantize" not in _xml(tiny_cnn, "ov")
+
+
+def test_runner_takes_dynamic_batch_and_runs_int8_kernels(tiny_cnn: Path) -> None:
+    from modelbuild.formats import openvino as fmt
+    from modelbuild.runtimes import load_runner
+
+    write_recipe(tiny_cnn, {"ov-int8": OV8}, verify={"enabled": False})
+    assert build_json(tiny_cnn)["ok"]
+    opts = fmt.runner(fmt.Target(format="openvino", precision="int8"))
+    r = load_runner(tiny_cnn / "dist" / "ov-int8" / "openvino", opts, ["images"], ["logits"])
+    assert r.accepts({"images": [5, 3, 32, 32]})
+    assert not r.accepts({"images": [1, 3, 16, 16]}) and not r.accepts({"images": [3, 32, 32]})
+    x = np.random.default_rng(0).uniform(0, 1, (3, 3, 32, 32)).astype(np.float32)
+    keep = x.copy()
+    (out,) = r.run({"images": x})
+    (again,) = r.run({"images": x[:1]})
+    assert out.shape == (3, 10) and again.shape == (1, 10)
+    assert np.array_equal(x, keep)  # the caller's input is left alone (share_inputs=False)
+    # The f32 hint keeps the quantized layers on integer kernels: the check measures int8.
+    precisions = {op.get_rt_info()["layerType"].astype(str): op.get_rt_info()[
+        "runtimePrecision"].astype(str) for op in r.compiled.get_runtime_model().get_ops()}
+    assert precisions["Convolution"] in ("u8", "i8")
+
+
+def test_precision_change_rebuilds_only_the_openvino_actions(tiny_cnn: Path) -> None:
+    write_recipe(tiny_cnn, {"onnx": ONNX, "openvino": OV32})
+    assert build_json(tiny_cnn)["ok"]
+    # int8 without calibration data: drawn from the declared ranges, with a warning.
+    write_recipe(tiny_cnn, {"onnx": ONNX, "openvino": {"format": "openvino",
+                                                       "precision": "int8",
+                                                       "calibration": {"samples": 8}}})
+    res = build_json(tiny_cnn)
+    assert res["ok"], res
+    st = statuses(res)
+    rebuilt = {k for k, v in st.items() if v == "built"}
+    assert rebuilt == {"openvino_from_onnx", "verify[openvino]"}, st
+    assert all(v == "cached" for k, v in st.items() if k not in rebuilt)
+    logs = Path(os.environ["MODELBUILD_CACHE"]) / "logs"
+    text = "".join(p.read_text() for p in logs.glob("openvino_from_onnx-*.log"))
+    assert "no calibration data: calibrating on 8 random samples" in text
+
+
+def test_text_classifier_int64_inputs_dynamic_batch_and_sequence(text_classifier: Path) -> None:
+    write_recipe(text_classifier, {"openvino": OV32})
+    res = build_json(text_classifier)
+    assert res["ok"], res
+    parity = json.loads((text_classifier / "model.build.lock").read_text())[
+        "targets"]["openvino"]["parity"]
+    assert parity["sets_checked"] == 4 and parity["sets_skipped"] == 0
+    assert parity["outputs"]["logits"]["max_abs"] < 1e-5
+
+
+def _plan(folder: Path, targets: dict, monkeypatch: pytest.MonkeyPatch, missing: str) -> object:
+    import importlib.util
+
+    from modelbuild.plan import make_plan
+    from modelbuild.recipe import load_recipe
+
+    write_recipe(folder, targets)
+    recipe = load_recipe(folder / "model.build.yaml")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == missing else real(name, *a))
+    return make_plan(recipe)
+
+
+def test_missing_openvino_is_a_plan_error_naming_the_extra(tiny_cnn: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelbuild.errors import MissingToolchainError
+
+    plan = _plan(tiny_cnn, {"onnx": ONNX, "openvino": OV32}, monkeypatch, "openvino")
+    err = plan.errors["openvino"]  # type: ignore[attr-defined]
+    assert isinstance(err, MissingToolchainError)
+    assert "OpenVINO toolchain is not installed" in err.render()
+    assert "pip install 'modelbuild[openvino]'" in err.render()
+    assert "onnx" in plan.targets and "openvino" not in plan.targets  # type: ignore[attr-defined]
+    assert all(a.step != "openvino_from_onnx" for a in plan.actions.values())  # type: ignore[attr-defined]
+
+
+def test_missing_nncf_fails_int8_only(tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = _plan(tiny_cnn, {"ov": OV32, "ov-int8": OV8}, monkeypatch, "nncf")
+    assert set(plan.errors) == {"ov-int8"}  # type: ignore[attr-defined]
+    assert "modelbuild[openvino]" in plan.errors["ov-int8"].render()  # type: ignore[attr-defined]
+    assert "ov" in plan.targets  # type: ignore[attr-defined]
+
+
+def test_int8_settings_on_a_float_target_are_a_recipe_error(tiny_cnn: Path) -> None:
+    from modelbuild.errors import RecipeError
+    from modelbuild.recipe import load_recipe
+
+    write_recipe(tiny_cnn, {"ov": {"format": "openvino", "precision": "fp16",
+                                   "calibration": {"data": "data/calib.npz"}}})
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(tiny_cnn / "model.build.yaml")
+    assert exc.value.key_path == "targets.ov.calibration"
+    assert "int8 targets only" in exc.value.render()
+
+
+def test_nncf_version_enters_the_key_of_int8_only() -> None:
+    from modelbuild.steps import get_step
+
+    step = get_step("openvino_from_onnx")
+    assert set(step.tool_versions({"precision": "fp16"})) == {"openvino"}
+    assert set(step.tool_versions({"precision": "int8"})) == {"openvino", "nncf"}
