@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import faults
 from .errors import CacheError
 from .hashing import StatCache, atomic_write_bytes, digest_json, iter_files, sha256_file
 
@@ -93,6 +94,7 @@ class Cache:
                 d, n = self.put_file(f)
                 manifest[f.relative_to(path).as_posix()] = d
                 size += n
+                faults.point("cache-object")
             digest = "tree:" + digest_json(manifest)
             return OutputRecord("dir", digest, size, manifest)
         if not path.is_file():
@@ -164,6 +166,15 @@ class Cache:
 
     def drop_action(self, key: str) -> None:
         _force_unlink(self.action_path(key))
+
+    # -- locks -----------------------------------------------------------
+    def lock(self, name: str, timeout: float = -1) -> Any:
+        """An inter-process lock (released by the OS if the holder dies)."""
+        from filelock import FileLock
+
+        d = self.root / "locks"
+        d.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(d / f"{name}.lock"), timeout=timeout)
 
     # -- scratch ---------------------------------------------------------
     def scratch_dir(self, label: str) -> Path:

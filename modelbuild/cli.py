@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 # Commands that live in their own modules: each defines NAME, add_parser(sub, recipe_arg)
 # and run(args) -> int. Imported only to build the parser (keep their imports light).
 COMMAND_MODULES: list[str] = [
-    "modelbuild.cli_bench", "modelbuild.cli_report", "modelbuild.cli_inspect",
+    "modelbuild.cli_cache", "modelbuild.cli_bench", "modelbuild.cli_report", "modelbuild.cli_inspect",
 ]
 
 
@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `modelbuild build | head`
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def cache_for(recipe: Any) -> Any:
@@ -103,10 +106,9 @@ def cache_for(recipe: Any) -> Any:
 
 def _repo_root(start: Path) -> Path:
     """The nearest folder holding .git (the default cache lives there), else the recipe's."""
-    for d in (start, *start.parents):
-        if (d / ".git").exists():
-            return d
-    return start
+    from .recipe import repo_root
+
+    return repo_root(start)
 
 
 def plan_for(args: Any) -> tuple[Any, Any, list[str]]:
@@ -123,6 +125,10 @@ def plan_for(args: Any) -> tuple[Any, Any, list[str]]:
 
 
 def cmd_build(args: Any) -> int:
+    if not (args.force or args.dry_run):
+        fast = _fast_noop(args)
+        if fast is not None:
+            return fast
     recipe, plan, targets = plan_for(args)
     cache = cache_for(recipe)
     if plan.errors and not args.keep_going:
@@ -139,7 +145,38 @@ def cmd_build(args: Any) -> int:
         print(json.dumps(result.to_json(), indent=1))
     else:
         _print_summary(result)
-    return EXIT_OK if result.ok else EXIT_FAILED
+    if result.ok and not plan.errors:
+        from . import noop
+
+        noop.record(cache, plan, result, list(args.targets or []))
+    if result.ok:
+        return EXIT_OK
+    # Bad input found while running (a checkpoint that does not fit, inputs the model
+    # rejects, an operator the exporter lacks) is the user's to fix: exit 2, as for the recipe.
+    codes = [a.error.exit_code for a in result.actions if a.error is not None]
+    return EXIT_USAGE if EXIT_USAGE in codes else EXIT_FAILED
+
+
+def _fast_noop(args: Any) -> int | None:
+    """Answer a no-op build from the recorded state (see noop.py), or None."""
+    from . import noop
+    from .cache import default_cache_dir
+    from .recipe import find_recipe
+
+    rpath = find_recipe(args.file)
+    root = default_cache_dir(_repo_root(rpath.parent))
+    result = noop.check(root, rpath, list(args.targets or []))
+    if result is None:
+        return None
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return EXIT_OK
+    lines = [f"nothing to do: {len(result['actions'])} actions cached"]
+    for name, t in result["targets"].items():
+        mark = "verified" if t["verified"] else "not verified"
+        lines.append(f"  {name:<16} {t['path']} ({mark})")
+    print("\n".join(lines))
+    return EXIT_OK
 
 
 def _make_reporter(verbose: bool) -> Any:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import faults
 from .cache import Cache, OutputRecord
 from .errors import BuildFailure, CacheError, ModelBuildError, ParityError, StepError
 from .hashing import digest_json
@@ -49,6 +50,7 @@ class TargetResult:
     verified: bool | None = None
     parity: dict[str, Any] | None = None
     key: str | None = None
+    verify_key: str | None = None
     tools: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
@@ -70,6 +72,7 @@ class BuildResult:
                          "target": r.action.targets[0] if r.action.targets else None,
                          "targets": r.action.targets, "status": r.status, "key": r.key,
                          "seconds": round(r.seconds, 4),
+                         **({"notices": r.meta["notices"]} if r.meta.get("notices") else {}),
                          **({"error": r.error.render()} if r.error else {})}
                         for r in self.actions],
             "targets": {n: {"path": t.path, "digest": t.digest, "verified": t.verified,
@@ -250,6 +253,7 @@ class Engine:
                 inputs[role] = str(self.cache.materialize(rec))
         return {"step": a.step, "module": STEP_MODULES[a.step], "params": a.params,
                 "inputs": inputs, "key": key, "id": a.id, "ingredients": ingredients,
+                "force": self.force,
                 "cache_root": str(self.cache.root), "recipe_dir": str(self.plan.recipe.dir)}
 
     def run(self, targets: list[str]) -> list[ActionResult]:
@@ -346,7 +350,7 @@ class Engine:
                         r.status = "failed"
                         r.error = StepError(f"{type(exc).__name__}: {exc}", step=r.action.id)
                     else:
-                        r.status = "built"
+                        r.status = "cached" if entry.get("shared") else "built"
                         r.output = OutputRecord.from_json(entry["output"])
                         r.meta = entry.get("meta", {})
                         r.seconds = float(entry.get("seconds", 0.0))
@@ -413,6 +417,7 @@ def publish(cache: Cache, rec: OutputRecord, dest_dir: Path, name: str) -> Path:
             pass
     src = cache.materialize(rec)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(dest_dir)
     tmp = dest_dir.parent / f".{dest_dir.name}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
     tmp.mkdir()
     try:
@@ -424,12 +429,30 @@ def publish(cache: Cache, rec: OutputRecord, dest_dir: Path, name: str) -> Path:
         else:
             shutil.copyfile(src, tmp / name)
             os.chmod(tmp / name, 0o644)
+        faults.point("publish")
         unpublish(dest_dir)
         os.rename(tmp, dest_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _sweep_stale(dest_dir: Path) -> None:
+    """Remove temp dirs a killed build left beside dest_dir (their pid is dead)."""
+    from .cache import _alive, _make_writable
+
+    for p in dest_dir.parent.glob(f".{dest_dir.name}.*-*-*"):
+        parts = p.name.rsplit("-", 2)
+        if len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
+            _make_writable(p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _unpublish_failed(cache: Cache, dest_dir: Path, what: str) -> None:
+    with cache.lock(f"publish-{digest_json(str(dest_dir))[:24]}"):
+        if unpublish(dest_dir):
+            cache.warn(f"removed stale {what}")
 
 
 def unpublish(dest_dir: Path) -> bool:
@@ -464,8 +487,7 @@ def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force:
         if art is None or art.status not in ("built", "cached") or art.output is None:
             err = art.error.render() if art and art.error else "not built"
             tres[name] = TargetResult(name, False, error=err)
-            if unpublish(out_dir / name):
-                cache.warn(f"removed stale {recipe.output_dir}/{name}/ (target failed)")
+            _unpublish_failed(cache, out_dir / name, f"{recipe.output_dir}/{name}/ (target failed)")
             continue
         if tp.verify and (ver is None or ver.status not in ("built", "cached")):
             err = ver.error if ver and ver.error else None
@@ -473,18 +495,20 @@ def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force:
             tres[name] = TargetResult(name, False, digest=art.output.digest, verified=False,
                                       parity=parity, key=art.key,
                                       error=err.render() if err else "verification did not run")
-            if unpublish(out_dir / name):
-                cache.warn(f"removed stale {recipe.output_dir}/{name}/ (parity check failed)")
+            _unpublish_failed(cache, out_dir / name,
+                              f"{recipe.output_dir}/{name}/ (parity check failed)")
             continue
-        path = publish(cache, art.output, out_dir / name, tp.output_name)
+        with cache.lock(f"publish-{digest_json(str(out_dir / name))[:24]}"):
+            path = publish(cache, art.output, out_dir / name, tp.output_name)
         parity = ver.meta.get("report") if ver else None
         tres[name] = TargetResult(name, True, path=str(path), digest=art.output.digest,
                                   size=art.output.size, verified=bool(tp.verify), parity=parity,
-                                  key=art.key, tools=tools)
+                                  key=art.key, verify_key=ver.key if ver else None, tools=tools)
         if on_publish:
             on_publish(name, str(path))
     ok = all(t.ok for t in tres.values()) and all(r.status in ("built", "cached") for r in results)
-    update_lock(recipe, plan, tres)
+    with cache.lock(f"lockfile-{digest_json(str(recipe.path))[:24]}"):
+        update_lock(recipe, plan, tres)
     eng.state.save()
     cache.stat.save()
     return BuildResult(recipe.name, ok, results, tres, warnings=list(cache.warnings),

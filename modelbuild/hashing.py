@@ -122,6 +122,9 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
             os.fsync(f.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
+        from . import faults
+
+        faults.point(f"write:{path.name}")
         os.replace(tmp, path)
     finally:
         if tmp.exists():

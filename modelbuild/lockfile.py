@@ -52,6 +52,7 @@ def update_lock(recipe: Any, plan: Any, results: dict[str, Any]) -> bool:
             "format": tp.format,
             "precision": tp.precision,
             "key": r.key,
+            "verify_key": r.verify_key,
             "digest": r.digest,
             "size": r.size,
             "path": str(Path(r.path).relative_to(recipe.dir)) if r.path else None,

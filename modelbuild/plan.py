@@ -126,7 +126,13 @@ class Planner:
         return uid
 
     def file(self, rel: str, key_path: tuple[str, ...]) -> FileRef:
-        p = (self.recipe.dir / rel).resolve()
+        from .recipe import confined
+
+        p, escape = confined(self.recipe.dir, rel, self.recipe.allow_outside_repo)
+        if escape:
+            raise self.recipe.error(key_path, escape,
+                                    hint="move the file into the repository, or set "
+                                    "`allow_outside_repo: true` if you mean it")
         if not p.exists():
             raise self.recipe.error(key_path, f"file not found: {rel} (looked at {p})",
                                     hint="paths are relative to the recipe's folder")
@@ -174,7 +180,7 @@ class Planner:
         base = rdir.joinpath(*module.split("."))
         for cand in (base.with_suffix(".py"), base / "__init__.py"):
             if cand.is_file():
-                return [FileRef(str(cand))]
+                return [self.file(str(cand.relative_to(rdir)), ("source", "model"))]
         raise self.recipe.error(("source", "model"),
                                 f"module '{module}' not found next to the recipe "
                                 f"(looked for {base}.py)",

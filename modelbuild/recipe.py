@@ -131,7 +131,9 @@ def _resolve_extends(ref: Any, here: Path, file: str, path: KeyPath,
             raise RecipeError(f"no bundled recipe '{name}'", **where,
                               hint=f"bundled recipes: {', '.join(known)}")
         return target
-    target = (here.parent / ref).resolve()
+    target, escape = confined(here.parent, ref, False)
+    if escape:
+        raise RecipeError(escape, **where, hint="keep extended recipes inside the repository")
     if not target.is_file():
         raise RecipeError(f"extended recipe '{ref}' not found (looked at {target})", **where,
                           hint="paths in `extends` are relative to the recipe that names them")
@@ -139,8 +141,10 @@ def _resolve_extends(ref: Any, here: Path, file: str, path: KeyPath,
 
 
 def _load_merged(path: Path, stack: tuple[Path, ...],
-                 positions: dict[KeyPath, Position]) -> dict[str, Any]:
+                 positions: dict[KeyPath, Position], files: list[Path] | None = None) -> dict[str, Any]:
     display = _display(path)
+    if files is not None:
+        files.append(path)
     data, pos = load_yaml(path, display)
     if not isinstance(data, dict):
         raise RecipeError("a recipe must be a mapping of keys to values", file=display, line=1,
@@ -161,11 +165,32 @@ def _load_merged(path: Path, stack: tuple[Path, ...],
             raise RecipeError(f"`extends` cycle: {chain}", file=display,
                               line=p.line if p else None, column=p.column if p else None,
                               key_path=f"extends[{i}]", hint="remove one link of the cycle")
-        base = _load_merged(target, stack + (path,), positions)
+        base = _load_merged(target, stack + (path,), positions, files)
         merged = deep_merge(merged, base)
     own = {k: v for k, v in data.items() if k != "extends"}
     positions.update({k: v for k, v in pos.items() if k[:1] != ("extends",)})
     return deep_merge(merged, own)
+
+
+def repo_root(start: Path) -> Path:
+    """The nearest folder holding .git, else ``start`` itself."""
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return start
+
+
+def confined(base: Path, rel: str, allow_outside: bool) -> tuple[Path, str | None]:
+    """Resolve ``rel`` against ``base``; say why if it escapes the repository."""
+    p = (base / rel).resolve()
+    if allow_outside:
+        return p, None
+    root = repo_root(base.resolve())
+    if p == root or root in p.parents:
+        return p, None
+    how = "an absolute path" if Path(rel).is_absolute() else \
+        "'..'" if ".." in Path(rel).parts else "a symlink"
+    return p, (f"'{rel}' resolves to {p}, outside the recipe's repository {root} (through {how})")
 
 
 def _display(path: Path) -> str:
@@ -189,6 +214,8 @@ class Recipe:
     verify: Verify
     targets: dict[str, Any]  # name → format-specific target params
     output_dir: str
+    allow_outside_repo: bool = False
+    files: list[Path] = field(default_factory=list)  # this recipe and every file it extends
 
     @property
     def name(self) -> str:
@@ -221,11 +248,14 @@ def find_recipe(path: str | None) -> Path:
 def load_recipe(path: str | Path | None = None) -> Recipe:
     rpath = find_recipe(str(path) if path is not None else None)
     positions: dict[KeyPath, Position] = {}
-    data = _load_merged(rpath, (), positions)
+    files: list[Path] = []
+    data = _load_merged(rpath, (), positions, files)
     from .schema import validate
 
     validate(data, positions, _display(rpath))
-    return _typed(rpath, data, positions)
+    recipe = _typed(rpath, data, positions)
+    recipe.files = files
+    return recipe
 
 
 def _typed(rpath: Path, data: dict[str, Any], positions: dict[KeyPath, Position]) -> Recipe:
@@ -245,6 +275,7 @@ def _typed(rpath: Path, data: dict[str, Any], positions: dict[KeyPath, Position]
         verify=from_mapping(Verify, data.get("verify", {})),
         targets=targets,
         output_dir=str(data.get("output_dir", "dist")),
+        allow_outside_repo=bool(data.get("allow_outside_repo", False)),
     )
     _check_semantics(recipe)
     return recipe
@@ -269,6 +300,9 @@ def _check_semantics(r: Recipe) -> None:
         if spec.range is not None and spec.range[0] > spec.range[1]:
             raise r.error(("inputs", name, "range"), "range low is above high",
                           hint="write [low, high]")
+    _, escape = confined(r.dir, r.output_dir, r.allow_outside_repo)
+    if escape:
+        raise r.error(("output_dir",), escape, hint="set `allow_outside_repo: true` to allow it")
     if not r.targets:
         raise r.error(("targets",), "no targets", hint="add at least one, e.g. "
                       "onnx: {format: onnx, precision: fp32}")

@@ -43,6 +43,8 @@ class TermReporter(Reporter):
         extra = f" {r.seconds:.2f}s" if r.status == "built" else ""
         why = f"  ({'; '.join(r.reasons)})" if r.reasons and r.status in ("built", "skipped") else ""
         self.console.print(f"[{style}]{r.status:>7}[/] {_escape(r.action.id)}{extra}{_escape(why)}")
+        for note in r.meta.get("notices") or []:
+            self.console.print(f"[cyan]notice[/] {_escape(r.action.id)}: {_escape(note)}")
         if r.error is not None:
             self.console.print(f"[red]{_escape(r.error.render())}[/]")
         if self.progress is not None:

@@ -57,6 +57,9 @@ def build_schema() -> dict[str, Any]:
             "verify": schema_of(Verify),
             "targets": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
                         "additionalProperties": target, "description": "artifacts to build"},
+            "allow_outside_repo": {"type": "boolean", "default": False,
+                                   "description": "let paths in this recipe point outside its "
+                                   "repository (through .., absolute paths or symlinks)"},
             "output_dir": {"type": "string", "default": "dist",
                            "description": "targets land in OUTPUT_DIR/<target>/"},
         },

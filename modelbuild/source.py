@@ -130,3 +130,15 @@ def flatten_outputs(out: Any) -> list[np.ndarray]:
         else:
             flat.append(o.detach().cpu().numpy() if hasattr(o, "detach") else np.asarray(o))
     return flat
+
+
+def check_forward(model: Any, arrays: dict[str, np.ndarray], names: list[str]) -> None:
+    """Run the model once on example inputs; a rejection is a bad recipe, not a crash."""
+    try:
+        run_torch(model, arrays, names)
+    except Exception as exc:
+        shapes = ", ".join(f"{n}: {list(a.shape)} {a.dtype}" for n, a in arrays.items())
+        raise SourceError(f"the model rejected the declared inputs ({shapes}): "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                          hint="fix `inputs` (order, shapes, dtypes) to match the model's "
+                          "forward()") from None

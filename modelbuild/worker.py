@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import faults
 from .cache import Cache, OutputRecord
 from .errors import ModelBuildError, StepError
 from .steps import get_step
@@ -45,8 +46,19 @@ def _redirect_fds(log_path: Path) -> Iterator[None]:
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Run a step, ingest its output, record the action. Returns the cache entry."""
+    """Run a step, ingest its output, record the action. Returns the cache entry.
+
+    A lock per action key makes concurrent builds on one cache run each action
+    once: whoever waits finds the entry the other one wrote."""
     cache = Cache(Path(job["cache_root"]))
+    with cache.lock(f"action-{job['key'][:32]}"):
+        entry = cache.get_action(job["key"])
+        if entry is not None and not job.get("force"):
+            return dict(entry, key=job["key"], pid=os.getpid(), shared=True)
+        return _run_locked(cache, job)
+
+
+def _run_locked(cache: Cache, job: dict[str, Any]) -> dict[str, Any]:
     step = get_step(job["step"], job.get("module"))
     logs = cache.root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -90,7 +102,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                             log=str(log_path)) from None
         if not ctx.output.exists():
             raise StepError(f"step did not write {step.output}", step=job["id"], log=str(log_path))
+        faults.point("step")
         rec: OutputRecord = cache.put_output(ctx.output)
+        faults.point("cache-write")
         seconds = time.perf_counter() - t0
         entry = {"id": job["id"], "step": job["step"], "output": rec.to_json(), "meta": meta,
                  "ingredients": job["ingredients"], "seconds": round(seconds, 4),

@@ -41,13 +41,16 @@ class OnnxFromTorch(Step):
         import torch
 
         from ..errors import SourceError, StepError
-        from ..source import example_arrays, load_torch_model, to_tensors
+        from ..source import check_forward, example_arrays, load_torch_model, to_tensors
 
         p = self.params(ctx)
         model = load_torch_model(ctx.params, ctx.inputs, ctx.recipe_dir)
-        model = _sync_bn_to_bn(model, ctx)
+        notices: list[str] = []
+        model = _sync_bn_to_bn(model, notices)
         names = [s["name"] for s in p.inputs]
-        args = to_tensors(example_arrays(p.inputs), names)
+        arrays = example_arrays(p.inputs)
+        check_forward(model, arrays, names)
+        args = to_tensors(arrays, names)
         dynamic_axes = {s["name"]: {int(k): v for k, v in (s.get("dynamic") or {}).items()}
                         for s in p.inputs if s.get("dynamic")}
         tmp = ctx.workdir / "export.onnx"
@@ -78,10 +81,10 @@ class OnnxFromTorch(Step):
         except onnx.checker.ValidationError as exc:
             raise StepError(f"the exported model is not valid ONNX: {exc}") from exc
         onnx.save(m, str(ctx.output))
-        return {"opset": p.opset, "nodes": len(m.graph.node)}
+        return {"opset": p.opset, "nodes": len(m.graph.node), "notices": notices}
 
 
-def _sync_bn_to_bn(model: Any, ctx: StepContext) -> Any:
+def _sync_bn_to_bn(model: Any, notices: list[str]) -> Any:
     """SyncBatchNorm cannot be exported; at inference it equals BatchNorm."""
     import torch
 
@@ -98,20 +101,33 @@ def _sync_bn_to_bn(model: Any, ctx: StepContext) -> Any:
             out.add_module(name, convert(child))
         return out
 
-    ctx.log.warning("notice: converted SyncBatchNorm to BatchNorm2d before export")
+    notices.append("SyncBatchNorm has no ONNX export; converted it to BatchNorm2d (the same "
+                   "computation at inference)")
     return convert(model).eval()
 
 
 def _explain_export_error(exc: Exception, opset: int) -> Exception:
     from ..errors import StepError
 
+    from ..errors import SourceError
+
     text = str(exc)
+    first = text.splitlines()[0][:400] if text else repr(exc)
     if "Unsupported" in text or "not supported" in text or "Exporting the operator" in text:
-        hint = "raise `opset`" if "opset" in text else \
-            "replace the operator in the model, or register a custom symbolic"
-        return StepError(f"the ONNX exporter does not support an operator at opset {opset}: "
-                         f"{text.splitlines()[0][:400]}", hint=hint)
-    return StepError(f"torch.onnx.export failed: {text.splitlines()[0][:400] if text else exc!r}")
+        import re
+
+        m = re.search(r"operator '?([\w:.]+)'?", text)
+        op = m.group(1) if m else "an operator"
+        added = re.search(r"added in (?:opset )?version (\d+)", text)
+        if added:
+            return SourceError(f"{op} needs ONNX opset {added.group(1)}, the recipe asks for "
+                               f"opset {opset}: {first}", hint=f"set `opset: {added.group(1)}` "
+                               "or higher")
+        return SourceError(f"the ONNX exporter does not support {op} at opset {opset}: {first}",
+                           hint="replace that operator in the model (or register a custom "
+                           "symbolic with torch.onnx.register_custom_op_symbolic); other "
+                           "formats that do not go through ONNX (torchscript) still work")
+    return StepError(f"torch.onnx.export failed: {first}")
 
 
 STEP = OnnxFromTorch()

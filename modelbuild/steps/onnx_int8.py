@@ -35,6 +35,9 @@ class OnnxInt8(Step):
     Params = Params
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
+        from ._ort_quant import import_quantization
+
+        import_quantization()
         from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -55,6 +58,9 @@ class OnnxInt8(Step):
 
         reader, source = _reader(ctx, p)
         meta["calibration"] = source
+        if "calibration" not in ctx.inputs:
+            meta["notices"] = [f"no calibration data: calibrated on {source}; set "
+                               "quantize.calibration.data to real samples for real accuracy"]
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[(p.calibration or {}).get("method",
                                                                                      "minmax")]
@@ -84,8 +90,6 @@ def _reader(ctx: StepContext, p: Params) -> tuple[Any, str]:
         samples = generate(specs, count, p.seed)
         source = f"{count} random samples from the declared input ranges"
         ctx.log.warning("warning: no calibration data; calibrating on %s", source)
-        print(f"warning: no calibration data: calibrating on {source}; "
-              "set quantize.calibration.data for real accuracy")
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:

@@ -64,6 +64,9 @@ class OpenVinoFromOnnx(Step):
         meta: dict[str, Any] = {"precision": p.precision}
         if p.precision == "int8":
             model, meta["calibration"] = _quantize(ctx, p, model)
+            if "calibration" not in ctx.inputs:
+                meta["notices"] = [f"no calibration data: calibrated on {meta['calibration']}; "
+                                   "set calibration.data to real samples for real accuracy"]
         ctx.output.mkdir()
         # compress_to_fp16 defaults to True in save_model: fp32 and int8 must say False.
         ov.save_model(model, str(ctx.output / "model.xml"),
@@ -127,8 +130,6 @@ def _calibration_samples(ctx: StepContext, p: Params) -> tuple[list[dict[str, An
     samples = generate(specs_static, count, p.seed)
     source = f"{count} random samples from the declared input ranges"
     ctx.log.warning("warning: no calibration data; calibrating on %s", source)
-    print(f"warning: no calibration data: calibrating on {source}; "
-          "set calibration.data for real accuracy")
     return samples, source
 
 

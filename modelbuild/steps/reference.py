@@ -22,7 +22,7 @@ class Reference(Step):
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         from ..inputs import load_sets, save_sets
-        from ..source import load_torch_model, run_torch
+        from ..source import check_forward, load_torch_model, run_torch
 
         p = ctx.params
         names = [s["name"] for s in p["inputs"]]
@@ -37,6 +37,7 @@ class Reference(Step):
 
             torch.manual_seed(0)
             model = load_torch_model(p, ctx.inputs, ctx.recipe_dir)
+            check_forward(model, sets[0], names)
             outs = [run_torch(model, s, names) for s in sets]
         out_names = p["outputs"] or [f"output{i}" for i in range(len(outs[0]))]
         if len(out_names) != len(outs[0]):

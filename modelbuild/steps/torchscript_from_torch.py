@@ -33,12 +33,14 @@ class TorchScriptFromTorch(Step):
         import torch
 
         from ..errors import StepError
-        from ..source import example_arrays, load_torch_model, to_tensors
+        from ..source import check_forward, example_arrays, load_torch_model, to_tensors
 
         p = self.params(ctx)
         model = load_torch_model(ctx.params, ctx.inputs, ctx.recipe_dir)
         names = [s["name"] for s in p.inputs]
-        args = to_tensors(example_arrays(p.inputs), names)
+        arrays = example_arrays(p.inputs)
+        check_forward(model, arrays, names)
+        args = to_tensors(arrays, names)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
