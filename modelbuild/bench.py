@@ -1,7 +1,7 @@
 """`modelbuild bench`: every built artifact timed in its runtime, the format table.
 
     main process (no ML framework)                 worker subprocess, one per runtime
-    recipe + model.build.lock ─▶ BenchItem rows
+    recipe + model.build.lock ─▶ BenchRow rows
     <cache>/bench/<key>.json hit? ─ yes ─▶ reuse
                                  └ no ── job.json ─▶ load_runner / load_torch_model,
                                       ◀─ rows.jsonl ─ warm up, time N runs
@@ -50,7 +50,10 @@ class Settings:
 
 @dataclass
 class BenchRow:
-    """One line of the format table. ``status``: ok | not built | stale | no runtime | failed."""
+    """One line of the format table.
+
+    ``status``: ok | not built | stale | no runtime | not measured | failed; ``message``
+    says what to do about anything but ok."""
 
     name: str
     kind: str  # "target" | "baseline"
@@ -166,34 +169,40 @@ def _target_row(recipe: Any, name: str, entry: dict[str, Any] | None, stat: Any,
     except Exception as exc:  # a format module without a runner: say so, bench the rest
         row.status, row.message = "no runtime", f"no runtime for format {t.format} ({exc})"
         return row
-    if not entry or not entry.get("path"):
-        row.status, row.message = "not built", f"not built: {build_hint}"
-        return row
-    row.path = str(recipe.dir / entry["path"])
-    row.digest = entry.get("digest")
-    row.size = entry.get("size")
-    row.parity = parity_summary(entry.get("parity"))
-    try:
-        on_disk = stat.digest(row.path)
-    except OSError:
-        row.status, row.message = "not built", f"{entry['path']} is missing: {build_hint}"
-        return row
-    if on_disk != row.digest:
-        row.status = "stale"
-        row.message = f"{entry['path']} differs from model.build.lock: {build_hint}"
-        return row
+    rel = (entry or {}).get("path")
+    if entry and rel:
+        row.path = str(recipe.dir / rel)
+        row.digest = entry.get("digest")
+        row.size = entry.get("size")
+        row.parity = parity_summary(entry.get("parity"))
+    # A runtime this machine lacks is the first thing to say: building would not help.
     if row.runtime not in RUNTIME_MODULES:
         row.status = "no runtime"
-        row.message = f"no runtime for format {t.format} (runtime '{row.runtime}' is not registered)"
+        row.message = (f"no runtime for format {t.format} (runtime '{row.runtime}' is not "
+                       "registered)")
         return row
     missing = [d for d in RUNTIME_MODULES[row.runtime][1] if dist_version(d) == "not-installed"]
     if missing:
         row.status = "no runtime"
-        row.message = (f"no runtime for format {t.format}: {', '.join(missing)} not installed")
+        row.message = f"no runtime for format {t.format}: {', '.join(missing)} not installed"
+        return row
+    if row.path is None:
+        row.status, row.message = "not built", f"not built: {build_hint}"
+        return row
+    try:
+        on_disk = stat.digest(row.path)
+    except OSError:
+        row.status, row.message = "not built", f"{rel} is missing: {build_hint}"
+        return row
+    if on_disk != row.digest:
+        row.status = "stale"
+        row.message = f"{rel} differs from model.build.lock: {build_hint}"
         return row
     options.setdefault("threads", common["threads"])
+    # The module travels with the job (as steps do to workers), so a runtime registered
+    # at run time (a plugin, a test) loads in the worker too.
     row.job = {**common, "name": name, "runtime": row.runtime, "options": options,
-               "path": row.path}
+               "path": row.path, "runtime_module": RUNTIME_MODULES[row.runtime][0]}
     row.key = digest_json({"v": BENCH_VERSION, "artifact": row.digest, "options": options,
                            **_key_common(common, row.runtime)})
     return row
@@ -204,10 +213,12 @@ def _key_common(common: dict[str, Any], runtime: str) -> dict[str, Any]:
             "machine": fingerprint(runtime)}
 
 
-def _baseline_rows(recipe: Any, stat: Any, common: dict[str, Any], with_traced: bool) -> list[BenchRow]:
+def _baseline_rows(recipe: Any, stat: Any, common: dict[str, Any],
+                   with_traced: bool) -> list[BenchRow]:
     """PyTorch eager (the speed-up reference) and, when no TorchScript target is benched,
     a traced TorchScript module made in the worker."""
     from .plan import Planner
+    from .steps.base import dist_version
 
     src = recipe.source
     if src.framework == "onnx":
@@ -226,10 +237,14 @@ def _baseline_rows(recipe: Any, stat: Any, common: dict[str, Any], with_traced: 
     rows = []
     kinds = [(EAGER, "torch-eager")] + ([(TRACED, "torch-traced")] if with_traced else [])
     for name, runtime in kinds:
-        row = BenchRow(name, "baseline", "pytorch" if runtime == "torch-eager" else "torchscript",
-                       "fp32", runtime)
+        row = BenchRow(name, "baseline", src.framework if runtime == "torch-eager"
+                       else "torchscript", "fp32", runtime)
         if runtime == "torch-eager":
             row.size = os.path.getsize(ckpt) if ckpt else None
+        if dist_version("torch") == "not-installed":
+            row.status, row.message = "no runtime", "no PyTorch baseline: torch is not installed"
+            rows.append(row)
+            continue
         keyed_params = {k: v for k, v in params.items() if k != "recipe_dir"}
         options = {"runtime": runtime, "threads": common["threads"]}
         row.job = {**common, "name": name, "runtime": runtime, "options": options,
@@ -254,7 +269,8 @@ def collect(recipe: Any, targets: list[str], settings: Settings, stat: Any,
               "input_names": [s["name"] for s in specs], "output_names": list(recipe.outputs)}
     rows: list[BenchRow] = []
     if baselines:
-        with_traced = not any(recipe.targets[t].format == "torchscript" for t in targets)
+        with_traced = recipe.source.framework != "torchscript" and not any(
+            recipe.targets[t].format == "torchscript" for t in targets)
         rows.extend(_baseline_rows(recipe, stat, common, with_traced))
     for name in targets:
         rows.append(_target_row(recipe, name, lock.get(name), stat, common))
@@ -283,7 +299,8 @@ def _load_cached(cache_root: Path, key: str) -> dict[str, Any] | None:
 def _store(cache_root: Path, row: BenchRow, result: dict[str, Any]) -> None:
     assert row.key is not None
     data = {"key": row.key, "name": row.name, "digest": row.digest,
-            "machine": fingerprint(row.runtime), "result": result}
+            "machine": fingerprint(row.runtime),
+            "result": {k: result.get(k) for k in _RESULT_FIELDS}}
     atomic_write_bytes(bench_dir(cache_root) / f"{row.key}.json",
                        json.dumps(data, indent=1, sort_keys=True).encode())
 
@@ -291,6 +308,9 @@ def _store(cache_root: Path, row: BenchRow, result: dict[str, Any]) -> None:
 def _apply(row: BenchRow, result: dict[str, Any]) -> None:
     if result.get("error"):
         row.status, row.message = "failed", str(result["error"])
+        return
+    if result.get("no_runtime"):
+        row.status, row.message = "no runtime", str(result["no_runtime"])
         return
     if result.get("skipped"):
         row.status, row.message = "failed", str(result["skipped"])
@@ -300,22 +320,27 @@ def _apply(row: BenchRow, result: dict[str, Any]) -> None:
 
 
 def run_bench(recipe: Any, cache_root: Path, targets: list[str], settings: Settings, *,
-              force: bool = False, baselines: bool = True,
+              force: bool = False, baselines: bool = True, measure: bool = True,
               progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Bench ``targets``; ``measure=False`` only reads cached results (for reports)."""
     from .hashing import StatCache
 
     stat = StatCache(cache_root / "stat.json")
     rows = collect(recipe, targets, settings, stat, baselines)
     stat.save()
     todo: dict[str, list[BenchRow]] = {}
-    for row in rows:
+    for i, row in enumerate(rows):
         if row.job is None:
             continue
+        row.job["id"] = f"{i}:{row.name}"  # unique even if a target is named like a baseline
         assert row.key is not None
         hit = None if force else _load_cached(cache_root, row.key)
         if hit is not None:
             _apply(row, hit)
             row.cached = True
+            continue
+        if not measure:
+            row.status, row.message = "not measured", "not measured yet: run `modelbuild bench`"
             continue
         todo.setdefault(row.runtime, []).append(row)
     for runtime, group in todo.items():
@@ -359,36 +384,42 @@ def _run_group(rows: list[BenchRow], cache_root: Path) -> list[dict[str, Any]]:
             budget = sum(60 + 2 * (r.job or {}).get("max_seconds", 10) for r in pending)
             code = ("import sys; from modelbuild.bench import worker_main; "
                     "sys.exit(worker_main(sys.argv[1], sys.argv[2]))")
+            threads = int((pending[0].job or {})["threads"])
             try:
                 proc = subprocess.run([sys.executable, "-c", code, str(job_path), str(out_path)],
-                                      env=_worker_env(int(pending[0].job["threads"])),  # type: ignore[index]
+                                      env=_worker_env(threads),
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True, errors="replace",
                                       timeout=budget)
-                tail, rc = (proc.stderr or "")[-1500:].strip(), proc.returncode
+                tail = (proc.stderr or "").strip()[-800:]
+                why = f"the benchmark worker crashed (exit {proc.returncode})" + \
+                    (f"; its last words: {tail}" if tail else "")
             except subprocess.TimeoutExpired:
-                tail, rc = f"the benchmark worker ran past {budget:.0f} s and was killed", -9
+                why = f"the benchmark worker ran past {budget:.0f} s and was killed"
             started: str | None = None
             if out_path.exists():
                 for line in out_path.read_text().splitlines():
-                    rec = json.loads(line)
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:  # the last line of a worker killed mid-write
+                        continue
                     if "start" in rec:
                         started = rec["start"]
                     else:
-                        results[rec["name"]] = rec
+                        results[rec["id"]] = rec
                         started = None
-        done = [r for r in pending if r.name in results]
-        rest = [r for r in pending if r.name not in results]
+        rest = [r for r in pending if _jid(r) not in results]
         if rest:
             # The worker died: blame the row it was on (or the first one), go on with the others.
-            victim = next((r for r in rest if r.name == started), rest[0])
-            why = f"the benchmark worker crashed (exit {rc})" + (f": {tail}" if tail else "")
-            results[victim.name] = {"name": victim.name, "error": why}
+            victim = next((r for r in rest if _jid(r) == started), rest[0])
+            results[_jid(victim)] = {"error": why}
             rest = [r for r in rest if r is not victim]
-        if not done and not rest:
-            break
         pending = rest
-    return [results.get(r.name, {"error": "not measured"}) for r in rows]
+    return [results.get(_jid(r), {"error": "not measured"}) for r in rows]
+
+
+def _jid(row: BenchRow) -> str:
+    return str((row.job or {})["id"])
 
 
 # -- the worker (imports the ML frameworks) -------------------------------------------
@@ -399,14 +430,14 @@ def worker_main(job_path: str, out_path: str) -> int:
     jobs = json.loads(Path(job_path).read_text())
     with open(out_path, "a") as out:
         for job in jobs:
-            out.write(json.dumps({"start": job["name"]}) + "\n")
+            out.write(json.dumps({"start": job["id"]}) + "\n")
             out.flush()
             try:
                 result = measure(job)
             except Exception as exc:  # one row fails, the others are still measured
                 msg = str(exc).strip().splitlines()
                 result = {"error": f"{type(exc).__name__}: {msg[0][:500] if msg else ''}"}
-            out.write(json.dumps({"name": job["name"], **result}) + "\n")
+            out.write(json.dumps({"id": job["id"], **result}) + "\n")
             out.flush()
     return 0
 
@@ -453,11 +484,16 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     if job["runtime"] in _BASELINE_RUNTIMES:
         runner = _torch_runner(job)
     else:
-        from .runtimes import load_runner
+        from .runtimes import RUNTIME_MODULES, load_runner
 
+        if job.get("runtime_module"):
+            RUNTIME_MODULES[job["runtime"]] = (job["runtime_module"], ())
         runner = load_runner(Path(job["path"]), job["options"], job["input_names"],
                              job["output_names"])
     load_s = time.perf_counter() - t0
+    if getattr(runner, "numeric", True) is False:  # e.g. CoreML off macOS: loads, cannot run
+        return {"no_runtime": getattr(runner, "note", None)
+                or f"the {job['runtime']} runtime cannot run models on this machine"}
     shapes = {k: list(v.shape) for k, v in feeds.items()}
     if not runner.accepts(shapes):
         return {"skipped": f"the artifact does not take the declared input shapes {shapes}"}

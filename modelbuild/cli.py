@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("graph", help="the build DAG")
     recipe_arg(g)
-    g.add_argument("--format", choices=["text", "dot", "mermaid"], default="text")
+    g.add_argument("--format", choices=["text", "dot", "mermaid", "png", "svg"], default="text")
+    g.add_argument("-o", "--output", help="file for --format png/svg (default: graph.FORMAT)")
 
     v = sub.add_parser("validate", help="check recipes against the schema (for pre-commit)")
     v.add_argument("files", nargs="*", metavar="FILE")
@@ -239,6 +240,11 @@ def cmd_graph(args: Any) -> int:
 
     args.targets = []
     recipe, plan, _ = plan_for(args)
+    if args.format in ("png", "svg"):
+        from .graph_draw import draw
+
+        print(f"wrote {draw(plan, args.format, args.output or f'graph.{args.format}')}")
+        return EXIT_OK
     print(render(plan, args.format))
     return EXIT_OK
 

@@ -45,7 +45,7 @@ def settings_from(args: Any) -> Any:
                     max_seconds=args.max_seconds)
 
 
-def bench_for(args: Any, quiet: bool = False) -> Any:
+def bench_for(args: Any, quiet: bool = False, measure: bool = True) -> Any:
     """Load the recipe, bench the selected targets; returns a BenchReport."""
     import sys
 
@@ -66,7 +66,8 @@ def bench_for(args: Any, quiet: bool = False) -> Any:
         print(msg, file=sys.stderr, flush=True)
 
     return run_bench(recipe, cache.root, targets, settings_from(args), force=args.force,
-                     baselines=args.baseline, progress=None if quiet else progress)
+                     baselines=args.baseline, measure=measure,
+                     progress=None if quiet else progress)
 
 
 def run(args: Any) -> int:
@@ -100,7 +101,8 @@ def table_rows(report: Any) -> list[list[str]]:
     for r in report.rows:
         par = r.parity
         if par is None:
-            max_abs = cosine = "-" if r.kind == "baseline" else "not verified"
+            # Only a built artifact without a parity report is "not verified".
+            max_abs = cosine = "not verified" if r.kind == "target" and r.path else "-"
         else:
             max_abs = f"{par['max_abs']:.2g}" if par.get("max_abs") is not None else "-"
             cosine = f"{par['cosine']:.6f}" if par.get("cosine") is not None else "-"

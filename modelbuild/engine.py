@@ -485,7 +485,8 @@ def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force:
         ver = eng.results.get(tp.verify) if tp.verify else None
         tools = chain_tools(plan, tp.artifact)
         if art is None or art.status not in ("built", "cached") or art.output is None:
-            err = art.error.render() if art and art.error else "not built"
+            err = art.error.render() if art and art.error else \
+                f"skipped: {'; '.join(art.reasons)}" if art and art.reasons else "not built"
             tres[name] = TargetResult(name, False, error=err)
             _unpublish_failed(cache, out_dir / name, f"{recipe.output_dir}/{name}/ (target failed)")
             continue

@@ -116,9 +116,13 @@ def describe_missing() -> str:
     first = _first_visible()
     if first is not None and (first == "" or first.startswith("-")):
         return f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r} hides every GPU"
-    if shutil.which("nvidia-smi") is None:
+    if shutil.which("nvidia-smi") is not None:
+        return "nvidia-smi reports no usable GPU"
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
         return "no NVIDIA driver found (no nvidia-smi on PATH, no libcuda.so.1)"
-    return "nvidia-smi reports no usable GPU"
+    return "the NVIDIA driver (libcuda) reports no usable GPU"
 
 
 __all__ = ["GpuInfo", "probe", "describe_missing"]

@@ -270,7 +270,8 @@ def _assign_ids(actions: dict[str, Action]) -> None:
     seen: set[str] = set()
     for step, group in by_step.items():
         for a in group:
-            base = step if len(group) == 1 else f"{step}[{a.targets[0]}]"
+            # verify is per target by nature: always name the target.
+            base = step if len(group) == 1 and step != "verify" else f"{step}[{a.targets[0]}]"
             aid = base if base not in seen else f"{base}#{a.uid[:6]}"
             a.id = aid
             seen.add(aid)

@@ -26,7 +26,8 @@ class TermReporter(Reporter):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        self.console = Console(stderr=False, highlight=False)
+        # soft_wrap: long error lines stay whole when piped (grep-able, copy-able).
+        self.console = Console(stderr=False, highlight=False, soft_wrap=True)
         if self.console.is_terminal:
             self.progress = Progress(TextColumn("[bold]building"), BarColumn(),
                                      MofNCompleteColumn(), TextColumn("{task.description}"),

@@ -75,6 +75,9 @@ def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir
     if src["framework"] == "torchscript":
         return torch.jit.load(str(inputs["model_file"]), map_location="cpu").eval()
     factory = _import_callable(src["model"], recipe_dir)
+    # Weights the checkpoint does not set (or all, without one) must be the same in
+    # every worker: the reference and the export run in different processes.
+    torch.manual_seed(0)
     try:
         model = factory(**(src.get("args") or {}))
     except TypeError as exc:
@@ -84,6 +87,15 @@ def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir
         raise SourceError(f"{src['model']} returned a {type(model).__name__}, not a torch.nn.Module")
     if "checkpoint" in inputs:
         sd = load_state_dict(inputs["checkpoint"], bool(src.get("trust_pickle")))
+        own = model.state_dict()
+        wrong = [f"{k} {list(v.shape)} in the checkpoint, {list(own[k].shape)} in the model"
+                 for k, v in sd.items() if k in own and hasattr(v, "shape")
+                 and tuple(v.shape) != tuple(own[k].shape)]
+        if wrong:
+            raise SourceError("the checkpoint does not match the model: shape mismatch for "
+                              + "; ".join(wrong[:10])
+                              + (f" (+{len(wrong) - 10} more)" if len(wrong) > 10 else ""),
+                              hint="check `source.args` (layer sizes) against the checkpoint")
         result = model.load_state_dict(sd, strict=False)
         missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
         if (missing or unexpected) and src.get("strict", True):

@@ -19,6 +19,10 @@ from typing import Any
 FORMAT_MODULES: dict[str, str] = {
     "onnx": f"{__name__}.onnx",
     "torchscript": f"{__name__}.torchscript",
+    "coreml": f"{__name__}.coreml",
+    "tensorrt": f"{__name__}.tensorrt",
+    "savedmodel": f"{__name__}.savedmodel",
+    "tflite": f"{__name__}.tflite",
     "openvino": f"{__name__}.openvino",
 }
 

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 RUNTIME_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "onnxruntime": (f"{__name__}.onnxruntime_rt", ("onnxruntime",)),
     "torchscript": (f"{__name__}.torchscript_rt", ("torch",)),
+    "coreml": (f"{__name__}.coreml_rt", ("coremltools",)),
+    "tensorrt": (f"{__name__}.tensorrt_rt", ("tensorrt",)),
+    "savedmodel": (f"{__name__}.savedmodel_rt", ("tensorflow",)),
+    "tflite": (f"{__name__}.tflite_rt", ("ai-edge-litert",)),
     "openvino": (f"{__name__}.openvino_rt", ("openvino",)),
 }
 

@@ -23,8 +23,12 @@ STEP_MODULES: dict[str, str] = {
     "onnx_fp16": f"{_P}.onnx_fp16",
     "onnx_int8": f"{_P}.onnx_int8",
     "torchscript_from_torch": f"{_P}.torchscript_from_torch",
+    "coreml_from_torch": f"{_P}.coreml_from_torch",
+    "tensorrt_from_onnx": f"{_P}.tensorrt_from_onnx",
     "openvino_from_onnx": f"{_P}.openvino_from_onnx",
     "verify": f"{_P}.verify",
+    "savedmodel_from_onnx": f"{_P}.savedmodel_from_onnx",
+    "tflite_from_savedmodel": f"{_P}.tflite_from_savedmodel",
 }
 
 _LOADED: dict[str, Step] = {}
