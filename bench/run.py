@@ -220,6 +220,10 @@ def print_report(results: dict[str, Any]) -> None:
             "\n  warm = the no-op path: (size, mtime, inode, ctime) unchanged, no byte read.")
     log("\n== goals (issue 6) ==")
     log(table.goals_table(results["goals"]))
+    plain = table.plain_run(results)
+    if plain:
+        log(f"  plain script run = the median of all its runs ({plain:.3f} s): every run "
+            "re-exports everything")
     lo, hi = results["machine"]["loadavg_start"][0], results["machine"]["loadavg_end"][0]
     log(f"\ntotal {results['total_s']:.0f} s; load average {lo:.2f} → {hi:.2f} on "
         f"{results['machine']['cpus']} cores (other work on the machine skews every column)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any, Optional
 
 SCENARIO_LABELS = {"full": "full build", "noop": "no-op", "incremental": "int8 setting changed",
@@ -114,6 +115,15 @@ def hashing_table(results: dict[str, Any]) -> str:
     return render(rows)
 
 
+def plain_run(results: dict[str, Any]) -> Optional[float]:
+    """The plain script's time: the median of all its runs, since every run (whatever the
+    scenario) re-exports everything; one sample alone is at the mercy of the machine's load."""
+    s = results["systems"].get("plain") or {}
+    runs = [x for sc in SCENARIO_LABELS if isinstance(s.get(sc), dict)
+            for x in s[sc]["samples_s"]]
+    return statistics.median(runs) if runs else None
+
+
 def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 6's goals that this run measured: name, value, limit, unit, passed."""
     out: list[dict[str, Any]] = []
@@ -127,11 +137,11 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     help_cell = results.get("startup", {}).get("modelbuild --help")
     add("modelbuild --help", help_cell["median_s"] if help_cell else None, 0.1, "s")
     add("incremental int8 change", median(results, "mb", "incremental"), 1.0, "s")
-    plain = median(results, "plain", "full")
+    plain = plain_run(results)
     if plain:
-        add("full, verify off ≤ ½ plain script", median(results, "mb_noverify", "full"),
+        add("full, verify off ≤ ½ plain script run", median(results, "mb_noverify", "full"),
             plain / 2, "s")
-        add("full, verify on ≤ plain script", median(results, "mb", "full"), plain, "s")
+        add("full, verify on ≤ plain script run", median(results, "mb", "full"), plain, "s")
     h = results.get("hashing")
     if h:
         # "Cold" = no stat-cache entry, every byte hashed (StatCache miss); "at the speed

@@ -117,12 +117,18 @@ def plan_for(args: Any) -> tuple[Any, Any, list[str]]:
     from .recipe import load_recipe
 
     recipe = load_recipe(args.file)
-    targets = list(getattr(args, "targets", None) or recipe.targets)
+    targets = select_targets(recipe, getattr(args, "targets", None))
+    return recipe, make_plan(recipe, targets), targets
+
+
+def select_targets(recipe: Any, names: list[str] | None) -> list[str]:
+    """The command line's targets (default: all), checked against the recipe."""
+    targets = list(names or recipe.targets)
     unknown = [t for t in targets if t not in recipe.targets]
     if unknown:
         raise UsageError(f"unknown target(s): {', '.join(unknown)}",
                          hint=f"targets in {recipe.path.name}: {', '.join(recipe.targets)}")
-    return recipe, make_plan(recipe, targets), targets
+    return targets
 
 
 def cmd_build(args: Any) -> int:
@@ -175,6 +181,8 @@ def _fast_noop(args: Any) -> int | None:
     lines = [f"nothing to do: {len(result['actions'])} actions cached"]
     for name, t in result["targets"].items():
         mark = "verified" if t["verified"] else "not verified"
+        if t.get("numeric") is False:
+            mark = "spec checked; numeric parity not run on this platform"
         lines.append(f"  {name:<16} {t['path']} ({mark})")
     print("\n".join(lines))
     return EXIT_OK
@@ -196,6 +204,8 @@ def _print_summary(result: Any) -> None:
     for name, t in result.targets.items():
         if t.ok:
             mark = "verified" if t.verified else "not verified"
+            if (t.parity or {}).get("numeric") is False:
+                mark = "spec checked; numeric parity not run on this platform"
             print(f"  {name:<16} {t.path} ({mark})")
         else:
             first = (t.error or "failed").splitlines()
@@ -291,7 +301,8 @@ def cmd_clean(args: Any) -> int:
     print(f"removed {len(removed)} published target(s) from {recipe.output_dir}/")
     if args.cache:
         cache = cache_for(recipe)
-        for sub in ("objects", "trees", "actions", "tmp", "logs", "state", "stat.json", "bench"):
+        for sub in ("objects", "trees", "actions", "tmp", "logs", "state", "stat.json", "bench",
+                    "tensorrt", "locks"):
             p = cache.root / sub
             if p.is_dir():
                 for root, dirs, files in os.walk(p):

@@ -50,16 +50,11 @@ def bench_for(args: Any, quiet: bool = False, measure: bool = True) -> Any:
     import sys
 
     from .bench import run_bench
-    from .cli import cache_for
-    from .errors import UsageError
+    from .cli import cache_for, select_targets
     from .recipe import load_recipe
 
     recipe = load_recipe(args.file)
-    targets = list(getattr(args, "targets", None) or recipe.targets)
-    unknown = [t for t in targets if t not in recipe.targets]
-    if unknown:
-        raise UsageError(f"unknown target(s): {', '.join(unknown)}",
-                         hint=f"targets in {recipe.path.name}: {', '.join(recipe.targets)}")
+    targets = select_targets(recipe, getattr(args, "targets", None))
     cache = cache_for(recipe)
 
     def progress(msg: str) -> None:

@@ -76,6 +76,9 @@ class BuildResult:
                          **({"error": r.error.render()} if r.error else {})}
                         for r in self.actions],
             "targets": {n: {"path": t.path, "digest": t.digest, "verified": t.verified,
+                            # a spec-only check (CoreML off macOS) says so
+                            **({"numeric": False} if (t.parity or {}).get("numeric") is False
+                               else {}),
                             **({"error": t.error} if t.error else {})}
                         for n, t in self.targets.items()},
         }

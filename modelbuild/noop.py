@@ -62,7 +62,17 @@ def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, 
             return None
     if sorted(stamps) != sorted(set(stamps) | set(_env_paths())):
         return None  # a new module or sys.path entry appeared
+    if "gpu" in data and data["gpu"] != _gpu_fields():
+        return None  # another GPU, driver or CUDA: TensorRT keys would differ
     return data.get("result")
+
+
+def _gpu_fields() -> dict[str, Any]:
+    from .gpu import probe
+
+    info = probe()
+    return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "gpu": info.key_fields() if info else None}
 
 
 def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
@@ -101,6 +111,8 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
     out = result.to_json()
     for a in out["actions"]:
         a["status"], a["seconds"] = "cached", 0.0
-    data = {"stamps": {p: _stamp(p) for p in sorted(paths)}, "result": out}
+    data: dict[str, Any] = {"stamps": {p: _stamp(p) for p in sorted(paths)}, "result": out}
+    if any(plan.actions[u].step == "tensorrt_from_onnx" for u in needed):
+        data["gpu"] = _gpu_fields()
     atomic_write_bytes(state_file(cache.root, plan.recipe.path, asked),
                        json.dumps(data).encode())

@@ -237,6 +237,7 @@ def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
         t = recipe.targets[name]
         mod = format_module(t.format)
         before = dict(pl.actions)
+        shared = {uid: list(a.targets) for uid, a in pl.actions.items()}
         try:
             art = mod.plan(pl, name, t)
         except RecipeError:
@@ -246,6 +247,8 @@ def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
                 exc.key_path = f"targets.{name}"
             errors[name] = exc
             pl.actions = before
+            for uid, names in shared.items():  # a refused target claims no shared action
+                pl.actions[uid].targets = names
             continue
         ver: str | None = None
         enabled = recipe.verify.enabled and (t.verify is None or t.verify.enabled)

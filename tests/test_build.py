@@ -31,11 +31,15 @@ def built(result: dict) -> set[str]:
 def test_full_example_builds_verifies_and_publishes(tiny_cnn: Path) -> None:
     res = build_json(tiny_cnn)
     assert res["ok"], res
-    assert set(res["targets"]) == {"onnx", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic",
-                                   "onnx-ort", "torchscript"}
+    from modelbuild.recipe import load_recipe
+
+    every = set(load_recipe(tiny_cnn / "model.build.yaml").targets)
+    assert {"onnx", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic", "onnx-ort", "torchscript",
+            "openvino-fp16", "savedmodel", "tflite-fp16", "coreml-fp16"} <= every
+    assert set(res["targets"]) == every
     for name, t in res["targets"].items():
         assert t["verified"] is True
-        assert Path(t["path"]).is_file() and Path(t["path"]).parent.name == name
+        assert Path(t["path"]).exists() and Path(t["path"]).parent.parent.name == "dist"
     # One ONNX export feeds every ONNX-derived target.
     steps = [a["step"] for a in res["actions"]]
     assert steps.count("onnx_from_torch") == 1 and steps.count("reference") == 1
@@ -247,3 +251,20 @@ def test_missing_checkpoint_is_a_recipe_error(tiny_cnn: Path) -> None:
     proc = run_cli(["build"], tiny_cnn, check=2)
     assert "source.checkpoint" in proc.stderr and "file not found" in proc.stderr
     assert not (tiny_cnn / "dist").exists()
+
+
+def test_a_worker_imports_torch_once_for_all_its_actions(tiny_cnn: Path) -> None:
+    """Workers are reused: with -j 1 every torch step runs in the same process."""
+    from modelbuild.cache import Cache
+    from modelbuild.engine import Engine
+    from modelbuild.plan import make_plan
+    from modelbuild.recipe import load_recipe
+
+    write_recipe(tiny_cnn, SMALL)
+    recipe = load_recipe(tiny_cnn / "model.build.yaml")
+    eng = Engine(make_plan(recipe), Cache(Path(os.environ["MODELBUILD_CACHE"])), jobs=1)
+    results = eng.run(list(SMALL))
+    torch_steps = [r for r in results if r.action.step in
+                   ("onnx_from_torch", "torchscript_from_torch", "reference")]
+    assert len(torch_steps) == 3 and all(r.status == "built" for r in torch_steps)
+    assert len({r.pid for r in results}) == 1 and eng.workers_started == 1

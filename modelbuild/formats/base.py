@@ -39,3 +39,15 @@ def require(module: str, toolchain: str, extra: str, key_path: str | None = None
         found = False
     if not found:
         raise MissingToolchainError(toolchain, extra, key_path=key_path)
+
+
+def check_quantize(recipe: Any, name: str, target: Any, static_word: str = "static") -> None:
+    """`quantize` only on int8 targets; calibration only with static quantization."""
+    if target.quantize is not None and target.precision != "int8":
+        raise recipe.error(("targets", name, "quantize"), "`quantize` applies to int8 targets only",
+                           hint="set precision: int8, or remove `quantize`")
+    q = target.quantize
+    if q is not None and q.calibration is not None and q.mode != "static":
+        raise recipe.error(("targets", name, "quantize", "calibration"),
+                           f"calibration data is used by {static_word} quantization only",
+                           hint="set quantize.mode: static, or remove calibration")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from ..params import field, to_mapping
-from .base import TargetBase, check_precision
+from .base import TargetBase, check_precision, check_quantize
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -57,14 +57,7 @@ class Target(TargetBase):
 
 def check(recipe: Any, name: str, t: Target) -> None:
     check_precision(recipe, name, t, PRECISIONS)
-    if t.quantize is not None and t.precision != "int8":
-        raise recipe.error(("targets", name, "quantize"), "`quantize` applies to int8 targets only",
-                           hint="set precision: int8, or remove `quantize`")
-    q = t.quantize
-    if q is not None and q.calibration is not None and q.mode != "static":
-        raise recipe.error(("targets", name, "quantize", "calibration"),
-                           "calibration data is used by static quantization only",
-                           hint="set quantize.mode: static, or remove calibration")
+    check_quantize(recipe, name, t)
 
 
 def onnx_chain(pl: Any, name: str, simplify: bool, optimize: str) -> Any:

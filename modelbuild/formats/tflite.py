@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
 from ..params import field, to_mapping
-from .base import TargetBase, check_precision, require
+from .base import TargetBase, check_precision, check_quantize, require
 from .savedmodel import KEEP_NCHW_DOC, check_keep_nchw, require_onnx2tf, savedmodel_action
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -62,14 +62,7 @@ class Target(TargetBase):
 def check(recipe: Any, name: str, t: Target) -> None:
     check_precision(recipe, name, t, PRECISIONS)
     check_keep_nchw(recipe, name, t)
-    if t.quantize is not None and t.precision != "int8":
-        raise recipe.error(("targets", name, "quantize"), "`quantize` applies to int8 targets only",
-                           hint="set precision: int8, or remove `quantize`")
-    q = t.quantize
-    if q is not None and q.calibration is not None and q.mode != "static":
-        raise recipe.error(("targets", name, "quantize", "calibration"),
-                           "calibration data is used by static (full integer) quantization only",
-                           hint="set quantize.mode: static, or remove calibration")
+    check_quantize(recipe, name, t, "static (full integer)")
 
 
 def plan(pl: Any, name: str, t: Target) -> Any:

@@ -108,7 +108,32 @@ def guess_input_perm(shape: Sequence[int], declared: Sequence[Optional[int]]) ->
     return perm if fits([shape[i] for i in perm], declared) else None
 
 
-class SavedModelRunner:
+class LayoutIO:
+    """Shared by the TF runners: source-layout arrays in, source-layout arrays out.
+
+    Subclasses set ``layout`` (the recorded map or None), ``inputs`` ([(key, perm)]),
+    ``declared`` (key → artifact shape) and ``input_names``."""
+
+    layout: dict[str, Any] | None
+    inputs: list[tuple[str, Any]]
+    declared: dict[str, Any]
+    input_names: list[str]
+
+    def _perm(self, i: int, shape: Sequence[int]) -> list[int] | None:
+        key, perm = self.inputs[i]
+        if self.layout is None:
+            return guess_input_perm(shape, self.declared[key])
+        return perm  # type: ignore[no-any-return]
+
+    def accepts(self, shapes: dict[str, list[int]]) -> bool:
+        for i, name in enumerate(self.input_names):
+            key, _ = self.inputs[i]
+            if not fits_after(shapes[name], self._perm(i, shapes[name]), self.declared[key]):
+                return False
+        return True
+
+
+class SavedModelRunner(LayoutIO):
     def __init__(self, path: Path, options: dict[str, Any], input_names: list[str],
                  output_names: list[str]) -> None:
         import tensorflow as tf
@@ -138,19 +163,6 @@ class SavedModelRunner:
         self.inputs = resolve_io(self.layout, input_names, list(self.specs), "inputs")
         self.input_names = input_names
         self.outputs = resolve_io(self.layout, output_names, out_keys, "outputs")
-
-    def _perm(self, i: int, shape: Sequence[int]) -> list[int] | None:
-        key, perm = self.inputs[i]
-        if self.layout is None:
-            return guess_input_perm(shape, self.declared[key])
-        return perm
-
-    def accepts(self, shapes: dict[str, list[int]]) -> bool:
-        for i, name in enumerate(self.input_names):
-            key, _ = self.inputs[i]
-            if not fits_after(shapes[name], self._perm(i, shapes[name]), self.declared[key]):
-                return False
-        return True
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         tf = self._tf

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .savedmodel_rt import (LAYOUT_METADATA, fits_after, from_artifact, guess_input_perm,
+from .savedmodel_rt import (LAYOUT_METADATA, LayoutIO, fits_after, from_artifact, guess_input_perm,
                             resolve_io, to_artifact)
 
 
@@ -54,7 +54,7 @@ def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return ((y.astype(np.float32) - np.float32(zero)) * np.float32(scale)).astype(np.float32)
 
 
-class TFLiteRunner:
+class TFLiteRunner(LayoutIO):
     def __init__(self, path: Path, options: dict[str, Any], input_names: list[str],
                  output_names: list[str]) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -81,19 +81,6 @@ class TFLiteRunner:
         self.input_names = input_names
         self.inputs = resolve_io(self.layout, input_names, list(self.in_details), "inputs")
         self.outputs = resolve_io(self.layout, output_names, list(self.out_details), "outputs")
-
-    def _perm(self, i: int, shape: Sequence[int]) -> Optional[list[int]]:
-        key, perm = self.inputs[i]
-        if self.layout is None:
-            return guess_input_perm(shape, self.declared[key])
-        return perm
-
-    def accepts(self, shapes: dict[str, list[int]]) -> bool:
-        for i, name in enumerate(self.input_names):
-            key, _ = self.inputs[i]
-            if not fits_after(shapes[name], self._perm(i, shapes[name]), self.declared[key]):
-                return False
-        return True
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         args = {}
