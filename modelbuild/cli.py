@@ -100,16 +100,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cache_for(recipe: Any) -> Any:
+    """The cache: MODELBUILD_CACHE, else cache/ at the recipe's repository root."""
     from .cache import Cache, default_cache_dir
+    from .paths import repo_root
 
-    return Cache(default_cache_dir(_repo_root(recipe.dir)))
-
-
-def _repo_root(start: Path) -> Path:
-    """The nearest folder holding .git (the default cache lives there), else the recipe's."""
-    from .recipe import repo_root
-
-    return repo_root(start)
+    return Cache(default_cache_dir(repo_root(recipe.dir)))
 
 
 def plan_for(args: Any) -> tuple[Any, Any, list[str]]:
@@ -168,10 +163,10 @@ def _fast_noop(args: Any) -> int | None:
     """Answer a no-op build from the recorded state (see noop.py), or None."""
     from . import noop
     from .cache import default_cache_dir
-    from .recipe import find_recipe
+    from .paths import find_recipe, repo_root
 
     rpath = find_recipe(args.file)
-    root = default_cache_dir(_repo_root(rpath.parent))
+    root = default_cache_dir(repo_root(rpath.parent))
     result = noop.check(root, rpath, list(args.targets or []))
     if result is None:
         return None

@@ -29,9 +29,9 @@ def add_parser(sub: Any, recipe_arg: Callable[[Any], None]) -> None:
 def run(args: Any) -> int:
     from . import cache_admin as ca
     from .cache import Cache, default_cache_dir
-    from .cli import _repo_root
+    from .paths import repo_root
 
-    repo = _repo_root(Path.cwd().resolve())
+    repo = repo_root(Path.cwd().resolve())
     cache = Cache(default_cache_dir(repo))
     cmd = args.cache_command
     if cmd == "du":

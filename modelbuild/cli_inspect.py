@@ -6,11 +6,12 @@ import argparse
 from typing import Any, Callable
 
 NAME = "inspect"
+# The parser is built on every command, so this stays a literal here instead of an
+# import of inspect_artifact (tests/test_inspect.py checks they agree).
+FORMATS = ("onnx", "tflite", "openvino", "torchscript", "coreml", "savedmodel")
 
 
 def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    from .inspect_artifact import FORMATS
-
     p = sub.add_parser(NAME, help="an artifact's inputs, outputs, opset, operator histogram, "
                        "parameters, size and metadata")
     p.add_argument("path", metavar="PATH", help="a model file or a published target folder "

@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +21,7 @@ from .cache import Cache, OutputRecord
 from .errors import BuildFailure, CacheError, ModelBuildError, ParityError, StepError
 from .hashing import digest_json
 from .plan import Action, FileRef, Plan
+from .pool import Pool
 from .steps import STEP_MODULES, get_step
 from .steps.base import UNKEYED_PARAMS
 
@@ -173,8 +172,9 @@ class Engine:
         self.reporter = reporter or Reporter()
         self.results: dict[str, ActionResult] = {}
         self.state = State(cache, plan.recipe.path)
-        self._pool: ProcessPoolExecutor | None = None
-        self.workers_started = 0
+        self._pool: Pool | None = None
+        self._pool_started = 0
+        self._keys: dict[str, dict[str, Any]] = {}
 
     # -- keys --------------------------------------------------------------
     def input_digests(self, a: Action) -> dict[str, str] | None:
@@ -233,18 +233,6 @@ class Engine:
         return out
 
     # -- execution ---------------------------------------------------------
-    def _pool_get(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            import multiprocessing
-
-            self.cache.clean_stale_scratch()
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs,
-                                             mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_init,
-                                             initargs=(dict(STEP_MODULES),))
-            self.workers_started += 1
-        return self._pool
-
     def _job(self, a: Action, key: str, ingredients: dict[str, Any]) -> dict[str, Any]:
         inputs = {}
         for role, ref in a.inputs.items():
@@ -259,138 +247,167 @@ class Engine:
                 "force": self.force,
                 "cache_root": str(self.cache.root), "recipe_dir": str(self.plan.recipe.dir)}
 
+    def _ranks(self, order: list[str]) -> dict[str, float]:
+        """Critical-path length below each action (its cost plus the longest chain after it),
+        so the long chain (export → SavedModel → TFLite) starts first."""
+        children: dict[str, list[str]] = {u: [] for u in order}
+        for u in order:
+            for d in self.plan.actions[u].deps:
+                if d in children:
+                    children[d].append(u)
+        rank: dict[str, float] = {}
+        for u in reversed(order):
+            cost = get_step(self.plan.actions[u].step).cost
+            rank[u] = cost + max((rank[c] for c in children[u]), default=0.0)
+        return rank
+
     def run(self, targets: list[str]) -> list[ActionResult]:
         order = self.plan.needed(targets)
         self.reporter.start(len(order))
-        waiting = list(order)
-        running: dict[Future[dict[str, Any]], str] = {}
-        suspects: set[str] = set()
+        rank = self._ranks(order)
+        waiting = sorted(order, key=lambda u: -rank[u])
         stop = False
         try:
-            while waiting or running:
-                progressed = True
-                while progressed and not stop:
-                    progressed = False
-                    for uid in list(waiting):
-                        a = self.plan.actions[uid]
-                        if any(d not in self.results or self.results[d].status in ("running",)
-                               for d in a.deps):
-                            continue
-                        # A suspect of a worker crash runs alone, so a second crash is its own.
-                        if running and (uid in suspects or suspects & set(running.values())):
-                            continue
-                        waiting.remove(uid)
-                        progressed = True
-                        bad = [self.plan.actions[d].id for d in a.deps
-                               if self.results[d].status in ("failed", "skipped")]
-                        if bad:
-                            r = ActionResult(a, "skipped", reasons=[f"{', '.join(bad)} failed"])
-                            self.results[uid] = r
-                            self.reporter.finished(r)
-                            continue
-                        try:
-                            digests = self.input_digests(a)
-                            assert digests is not None
-                            ing = key_ingredients(a, digests)
-                        except (OSError, ModelBuildError) as exc:
-                            err = exc if isinstance(exc, ModelBuildError) else \
-                                StepError(f"cannot read an input: {exc}", step=a.id)
-                            r = ActionResult(a, "failed", error=err)
-                            self.results[uid] = r
-                            self.reporter.finished(r)
-                            stop = stop or not self.keep_going
-                            continue
-                        key = action_key(ing)
-                        entry = self.lookup(a, key)
-                        if entry is not None:
-                            r = ActionResult(a, "cached", key=key,
-                                             output=OutputRecord.from_json(entry["output"]),
-                                             meta=entry.get("meta", {}))
-                            self.results[uid] = r
-                            self.state.put(a.id, key, ing)
-                            self.reporter.finished(r)
-                            continue
-                        r = ActionResult(a, "running", key=key,
-                                         reasons=["--force"] if self.force
-                                         else explain(self.state.get(a.id), ing))
-                        r.meta["ingredients"] = ing
-                        self.results[uid] = r
-                        self.reporter.running(r)
-                        fut = self._pool_get().submit(run_job, self._job(a, key, ing))
-                        running[fut] = uid
+            while waiting or (self._pool is not None and self._pool.busy()):
+                if not stop:
+                    stop = self._schedule(waiting)
                 if stop:
                     for uid in waiting:
-                        a = self.plan.actions[uid]
-                        r = ActionResult(a, "skipped", reasons=["build stopped after a failure"])
-                        self.results[uid] = r
+                        self.results[uid] = ActionResult(self.plan.actions[uid], "skipped",
+                                                         reasons=["build stopped after a failure"])
                     waiting = []
-                if not running:
+                if self._pool is None or not self._pool.busy():
                     if waiting:  # nothing runnable and nothing running: cannot happen in a DAG
                         raise RuntimeError("scheduler stalled")
                     break
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                broken = False
-                in_flight = len(running)
-                for fut in done:
-                    uid = running.pop(fut)
+                for uid, status, payload, pid in self._pool.wait():
                     r = self.results[uid]
-                    try:
-                        entry = fut.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        if in_flight > 1:  # cannot tell which one crashed: retry each alone
-                            suspects.add(uid)
-                            waiting.insert(0, uid)
-                            del self.results[uid]
-                            continue
-                        r.status = "failed"
-                        r.error = StepError("the worker process crashed (killed, out of memory, "
-                                            "or a native crash in the converter)", step=r.action.id,
-                                            hint="see the step's log in the cache's logs/ folder")
-                    except ModelBuildError as exc:
-                        r.status, r.error = "failed", exc
-                    except Exception as exc:  # pickling problems and the like
-                        r.status = "failed"
-                        r.error = StepError(f"{type(exc).__name__}: {exc}", step=r.action.id)
-                    else:
+                    r.pid = pid
+                    if status == "ok":
+                        entry = payload
                         r.status = "cached" if entry.get("shared") else "built"
                         r.output = OutputRecord.from_json(entry["output"])
                         r.meta = entry.get("meta", {})
                         r.seconds = float(entry.get("seconds", 0.0))
-                        r.pid = entry.get("pid")
                         self.state.put(r.action.id, entry["key"], entry["ingredients"])
+                    elif status == "crash":
+                        r.status = "failed"
+                        r.error = StepError(f"the worker process died ({payload}): killed, out "
+                                            "of memory, or a native crash in the converter",
+                                            step=r.action.id,
+                                            hint="see the step's log in the cache's logs/ folder")
+                    else:
+                        r.status = "failed"
+                        r.error = payload if isinstance(payload, ModelBuildError) else \
+                            StepError(f"{type(payload).__name__}: {payload}", step=r.action.id)
                     if r.status == "failed":
                         stop = stop or not self.keep_going
                     self.reporter.finished(r)
-                if broken:
-                    # Every in-flight future of a broken pool fails; retry them on a new pool.
-                    for fut, uid in list(running.items()):
-                        running.pop(fut)
-                        suspects.add(uid)
-                        waiting.insert(0, uid)
-                        self.results.pop(uid, None)
-                    self._shutdown()
         finally:
             self._shutdown()
             self.reporter.stop()
         return [self.results[u] for u in order if u in self.results]
 
+    def _schedule(self, waiting: list[str]) -> bool:
+        """Resolve cache hits and start what can run; True when the build must stop."""
+        progressed = True
+        while progressed:
+            progressed = False
+            for uid in list(waiting):
+                a = self.plan.actions[uid]
+                if any(self.results.get(d) is None or self.results[d].status == "running"
+                       for d in a.deps):
+                    # Not runnable yet; if it sits on the critical path ahead of what is
+                    # runnable, an idle worker imports its framework meanwhile.
+                    self._prefetch(a)
+                    continue
+                bad = [self.plan.actions[d].id for d in a.deps
+                       if self.results[d].status in ("failed", "skipped")]
+                if bad:
+                    waiting.remove(uid)
+                    progressed = True
+                    r = ActionResult(a, "skipped", reasons=[f"{', '.join(bad)} failed"])
+                    self.results[uid] = r
+                    self.reporter.finished(r)
+                    continue
+                if "key" not in self._keys.get(uid, {}):
+                    try:
+                        digests = self.input_digests(a)
+                        assert digests is not None
+                        ing = key_ingredients(a, digests)
+                    except (OSError, ModelBuildError) as exc:
+                        waiting.remove(uid)
+                        err = exc if isinstance(exc, ModelBuildError) else \
+                            StepError(f"cannot read an input: {exc}", step=a.id)
+                        r = ActionResult(a, "failed", error=err)
+                        self.results[uid] = r
+                        self.reporter.finished(r)
+                        if not self.keep_going:
+                            return True
+                        progressed = True
+                        continue
+                    key = action_key(ing)
+                    self._keys[uid] = {"key": key, "ing": ing}
+                    entry = self.lookup(a, key)
+                    if entry is not None:
+                        waiting.remove(uid)
+                        progressed = True
+                        r = ActionResult(a, "cached", key=key,
+                                         output=OutputRecord.from_json(entry["output"]),
+                                         meta=entry.get("meta", {}))
+                        self.results[uid] = r
+                        self.state.put(a.id, key, ing)
+                        self.reporter.finished(r)
+                        continue
+                key, ing = self._keys[uid]["key"], self._keys[uid]["ing"]
+                pool = self._pool_get()
+                worker = pool.pick(_wants(ing))
+                if worker is None:
+                    continue  # every worker is busy; cache hits may still resolve
+                waiting.remove(uid)
+                r = ActionResult(a, "running", key=key,
+                                 reasons=["--force"] if self.force
+                                 else explain(self.state.get(a.id), ing))
+                self.results[uid] = r
+                self.reporter.running(r)
+                pool.submit(worker, uid, self._job(a, key, ing))
+        return False
+
+    def _prefetch(self, a: Action) -> None:
+        """Have an idle worker import what a pending action will need."""
+        wants = {_DIST_MODULE[t] for t in get_step(a.step).tool_versions(a.params)
+                 if t in _DIST_MODULE}
+        pool = self._pool_get()
+        logs = self.cache.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        pool.prefetch(wants, str(logs / "warm-up.log"))
+
+    def _pool_get(self) -> Pool:
+        if self._pool is None:
+            self.cache.clean_stale_scratch()
+            self._pool = Pool(self.jobs, dict(STEP_MODULES))
+        return self._pool
+
+    @property
+    def workers_started(self) -> int:
+        return self._pool_started + (self._pool.started if self._pool else 0)
+
     def _shutdown(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool_started += self._pool.started
+            self._pool.close()
             self._pool = None
 
 
-def _worker_init(step_modules: dict[str, str]) -> None:
-    STEP_MODULES.update(step_modules)
-    # A step's converters should not fight over the two cores with each other.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# distribution → the module whose import a worker keeps (see pool.HEAVY)
+_DIST_MODULE = {"torch": "torch", "tensorflow": "tensorflow", "onnx2tf": "tensorflow",
+                "tf-keras": "tensorflow", "openvino": "openvino", "nncf": "openvino",
+                "onnxruntime": "onnxruntime", "coremltools": "coremltools",
+                "tensorrt": "tensorrt"}
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    from .worker import run_job as _run
-
-    return _run(job)
+def _wants(ingredients: dict[str, Any]) -> set[str]:
+    return {_DIST_MODULE[t] for t in ingredients["tools"] if t in _DIST_MODULE}
 
 
 def chain_tools(plan: Plan, uid: str) -> dict[str, str]:

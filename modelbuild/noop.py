@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .hashing import atomic_write_bytes, digest_json
+from .hashing import atomic_write_bytes, digest_json, sha256_file
 
 _PKG = Path(__file__).resolve().parent
 
@@ -57,13 +57,24 @@ def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, 
     except (OSError, ValueError):
         return None
     stamps: dict[str, Any] = data.get("stamps", {})
+    digests: dict[str, str] = data.get("digests", {})
+    restamped = False
     for path, stamp in stamps.items():
-        if _stamp(path) != stamp:
+        now = _stamp(path)
+        if now == stamp:
+            continue
+        # A touched input (new mtime, same bytes) is still a no-op: hash it, as
+        # ninja's restat would, and remember the new stamp.
+        if path not in digests or now is None or sha256_file(path) != digests[path]:
             return None
+        stamps[path] = now
+        restamped = True
     if sorted(stamps) != sorted(set(stamps) | set(_env_paths())):
         return None  # a new module or sys.path entry appeared
     if "gpu" in data and data["gpu"] != _gpu_fields():
         return None  # another GPU, driver or CUDA: TensorRT keys would differ
+    if restamped:
+        atomic_write_bytes(state_file(cache_root, recipe_path, targets), json.dumps(data).encode())
     return data.get("result")
 
 
@@ -82,6 +93,7 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
     from .plan import FileRef
 
     paths: set[str] = {str(f) for f in plan.recipe.files}
+    digests: dict[str, str] = {}
     needed = plan.needed(list(result.targets))
     for uid in needed:
         a = plan.actions[uid]
@@ -89,13 +101,15 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
             if isinstance(ref, FileRef):
                 paths.add(ref.path)
                 paths.add(os.path.dirname(ref.path))
+                if os.path.isfile(ref.path):
+                    digests[ref.path] = cache.stat.digest(ref.path)
     for r in result.actions:
         if r.key:
             paths.add(str(cache.action_path(r.key)))
         if r.output is not None:
-            digests = [r.output.digest] if r.output.kind == "file" else \
+            objs = [r.output.digest] if r.output.kind == "file" else \
                 list((r.output.manifest or {}).values())
-            paths.update(str(cache.object_path(d)) for d in digests)
+            paths.update(str(cache.object_path(d)) for d in objs)
     from .lockfile import lock_path
 
     paths.add(str(lock_path(plan.recipe)))
@@ -111,7 +125,8 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
     out = result.to_json()
     for a in out["actions"]:
         a["status"], a["seconds"] = "cached", 0.0
-    data: dict[str, Any] = {"stamps": {p: _stamp(p) for p in sorted(paths)}, "result": out}
+    data: dict[str, Any] = {"stamps": {p: _stamp(p) for p in sorted(paths)}, "digests": digests,
+                            "result": out}
     if any(plan.actions[u].step == "tensorrt_from_onnx" for u in needed):
         data["gpu"] = _gpu_fields()
     atomic_write_bytes(state_file(cache.root, plan.recipe.path, asked),

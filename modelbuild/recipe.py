@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import RecipeError
+from .paths import RECIPE_FILENAME, find_recipe, repo_root
 from .params import from_mapping
 from .recipe_model import Source, TargetVerify, Tolerance, Verify
 from .recipe_model import InputSpec
@@ -25,7 +26,6 @@ except AttributeError:  # pragma: no cover - libyaml missing
 
 _SCALARS = yaml.constructor.SafeConstructor()
 BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "recipes"
-RECIPE_FILENAME = "model.build.yaml"
 FORMAT_VERSION = 1
 
 KeyPath = tuple[str, ...]
@@ -172,14 +172,6 @@ def _load_merged(path: Path, stack: tuple[Path, ...],
     return deep_merge(merged, own)
 
 
-def repo_root(start: Path) -> Path:
-    """The nearest folder holding .git, else ``start`` itself."""
-    for d in (start, *start.parents):
-        if (d / ".git").exists():
-            return d
-    return start
-
-
 def confined(base: Path, rel: str, allow_outside: bool) -> tuple[Path, str | None]:
     """Resolve ``rel`` against ``base``; say why if it escapes the repository."""
     p = (base / rel).resolve()
@@ -236,13 +228,6 @@ class Recipe:
 
     def error(self, key_path: KeyPath, message: str, hint: str | None = None) -> RecipeError:
         return RecipeError(message, hint=hint, **self.where(key_path))
-
-
-def find_recipe(path: str | None) -> Path:
-    p = Path(path) if path else Path.cwd() / RECIPE_FILENAME
-    if p.is_dir():
-        p = p / RECIPE_FILENAME
-    return p.resolve()
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:

@@ -268,3 +268,34 @@ def test_a_worker_imports_torch_once_for_all_its_actions(tiny_cnn: Path) -> None
                    ("onnx_from_torch", "torchscript_from_torch", "reference")]
     assert len(torch_steps) == 3 and all(r.status == "built" for r in torch_steps)
     assert len({r.pid for r in results}) == 1 and eng.workers_started == 1
+
+
+def test_fast_noop_path_is_right_about_touches_and_deletions(tiny_cnn: Path) -> None:
+    """The no-op answer from the state file: a touched checkpoint stays a no-op without
+    loading the planner; a deleted artifact or changed bytes go through the planner."""
+    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}})
+    build_json(tiny_cnn)
+    ckpt = tiny_cnn / "weights" / "tiny_cnn.safetensors"
+    os.utime(ckpt, (5, 5))
+    code = ("import json, sys; from modelbuild.cli import main; rc = main(['build', '--json']); "
+            "print(json.dumps([m for m in ('networkx', 'jsonschema', 'yaml') "
+            "if m in sys.modules]), file=sys.stderr); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tiny_cnn, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert set(statuses(json.loads(proc.stdout)).values()) == {"cached"}
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []  # answered from the state file
+    import shutil
+
+    shutil.rmtree(tiny_cnn / "dist" / "onnx")
+    res = build_json(tiny_cnn)
+    assert set(statuses(res).values()) == {"cached"}
+    assert (tiny_cnn / "dist" / "onnx" / "model.onnx").is_file()  # published again
+    from safetensors.numpy import load_file, save_file
+
+    sd = load_file(str(ckpt))
+    sd["head.bias"] = sd["head.bias"] * 2
+    save_file(sd, str(ckpt))
+    os.utime(ckpt, (5, 5))
+    res = build_json(tiny_cnn)
+    assert statuses(res)["onnx_from_torch"] == "built"

@@ -191,3 +191,9 @@ def test_coreml_mlpackage(built: Path, tmp_path: Path) -> None:
     assert info["parameters"] == FOLDED_PARAMS  # coremltools folds the BatchNorm as well
     assert info["metadata"]["modelbuild.recipe"] == "tiny-cnn"
     assert info["metadata"]["description"] == "tiny cnn"
+
+
+def test_cli_format_choices_match_the_readers() -> None:
+    from modelbuild import cli_inspect, inspect_artifact
+
+    assert cli_inspect.FORMATS == inspect_artifact.FORMATS

@@ -67,6 +67,9 @@ class Step:
     tools: ClassVar[tuple[str, ...]] = ()
     output: ClassVar[str] = "model.onnx"
     Params: ClassVar[type] = NoParams
+    # Rough seconds on a small model, imports included: only orders the work so that the
+    # longest chain starts first (the engine's critical-path priority). Not in the key.
+    cost: ClassVar[float] = 0.3
 
     def tool_versions(self, params: dict[str, Any] | None = None) -> dict[str, str]:
         """Versions that enter the key; a step may add more (GPU name, CUDA, ...)."""

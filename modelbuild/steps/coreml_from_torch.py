@@ -39,6 +39,7 @@ class Params:
 
 class CoreMLFromTorch(Step):
     name = "coreml_from_torch"
+    cost = 4.0
     version = 1
     tools = ("coremltools", "torch")
     output = "model.mlpackage"

@@ -29,6 +29,7 @@ class Params:
 
 class OnnxFromTorch(Step):
     name = "onnx_from_torch"
+    cost = 1.5
     version = 1
     tools = ("torch", "onnx")
     output = "model.onnx"

@@ -29,6 +29,7 @@ class Params:
 
 class OnnxInt8(Step):
     name = "onnx_int8"
+    cost = 0.8
     version = 1
     tools = ("onnx", "onnxruntime")
     output = "model.onnx"

@@ -31,6 +31,7 @@ class Params:
 
 class OpenVinoFromOnnx(Step):
     name = "openvino_from_onnx"
+    cost = 0.8
     version = 1
     tools = ("openvino",)
     output = "openvino"

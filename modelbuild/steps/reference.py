@@ -9,6 +9,7 @@ from .base import Step, StepContext
 
 class Reference(Step):
     name = "reference"
+    cost = 1.2
     version = 1
     tools = ("torch", "numpy")
     output = "reference.npz"

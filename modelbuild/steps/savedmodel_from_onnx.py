@@ -36,6 +36,7 @@ class Params:
 
 class SavedModelFromOnnx(Step):
     name = "savedmodel_from_onnx"
+    cost = 3.0
     version = 1
     tools = ("onnx2tf", "tensorflow", "tf-keras", "onnx", "onnxruntime", "onnx-graphsurgeon",
              "sng4onnx")

@@ -64,6 +64,7 @@ def timing_cache_path(cache_dir: Path) -> Path:
 
 class TensorRTFromOnnx(Step):
     name = "tensorrt_from_onnx"
+    cost = 10.0
     version = 1
     tools = ()  # the TensorRT distribution's name varies: see tool_versions
     output = "model.engine"

@@ -38,6 +38,7 @@ class Params:
 
 class TfliteFromSavedModel(Step):
     name = "tflite_from_savedmodel"
+    cost = 1.5
     version = 1
     tools = ("tensorflow", "flatbuffers")
     output = "model.tflite"

@@ -22,6 +22,7 @@ class Params:
 
 class TorchScriptFromTorch(Step):
     name = "torchscript_from_torch"
+    cost = 1.2
     version = 1
     tools = ("torch",)
     output = "model.pt"
