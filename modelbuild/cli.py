@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-v", "--verbose", action="store_true", help="list cached actions too")
 
+    ve = sub.add_parser("verify", help="re-run the parity check; table of max abs/rel error, "
+                        "cosine")
+    recipe_arg(ve)
+    ve.add_argument("targets", nargs="*", metavar="TARGET")
+    ve.add_argument("-j", "--jobs", type=int, default=None)
+    ve.add_argument("--json", action="store_true")
+
     pl = sub.add_parser("plan", help="what would run, and why")
     recipe_arg(pl)
     pl.add_argument("targets", nargs="*", metavar="TARGET")
@@ -235,6 +242,42 @@ def _print_plan(plan: Any, cache: Any, targets: list[str], as_json: bool,
     return EXIT_OK
 
 
+def cmd_verify(args: Any) -> int:
+    """Build what is missing, run every selected target's check again, print the figures."""
+    from .engine import build
+
+    recipe, plan, targets = plan_for(args)
+    if plan.errors:
+        raise next(iter(plan.errors.values()))
+    result = build(plan, cache_for(recipe), targets, jobs=args.jobs or os.cpu_count() or 1,
+                   keep_going=True, force_steps=("verify",))
+    rows = []
+    for name, t in result.targets.items():
+        parity = t.parity or {}
+        outs = parity.get("outputs") or {}
+        for out, f in outs.items():
+            rows.append({"target": name, "output": out, "max_abs": f["max_abs"],
+                         "max_rel": f["max_rel"], "cosine": f["cosine"], "passed": f["passed"],
+                         "tolerance": parity.get("tolerance")})
+        if not outs:
+            rows.append({"target": name, "output": None, "passed": t.ok,
+                         "note": parity.get("note") or t.error})
+    if args.json:
+        rechecked = [a.action.id for a in result.actions
+                     if a.action.step == "verify" and a.status == "built"]
+        print(json.dumps({"ok": result.ok, "rows": rows, "rechecked": rechecked}, indent=1))
+    else:
+        print(f"{'target':<20} {'output':<12} {'max abs':>10} {'max rel':>10} {'cosine':>10}  ")
+        for r in rows:
+            if r["output"] is None:
+                print(f"{r['target']:<20} {'-':<12} {'':>10} {'':>10} {'':>10}  "
+                      f"{'ok' if r['passed'] else 'FAILED'}: {(r['note'] or '').splitlines()[0]}")
+                continue
+            print(f"{r['target']:<20} {r['output']:<12} {r['max_abs']:>10.3g} {r['max_rel']:>10.3g} "
+                  f"{r['cosine']:>10.6f}  {'ok' if r['passed'] else 'FAILED'}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
 def cmd_plan(args: Any) -> int:
     recipe, plan, targets = plan_for(args)
     return _print_plan(plan, cache_for(recipe), targets, args.json)
@@ -310,7 +353,8 @@ def cmd_clean(args: Any) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": cmd_build, "plan": cmd_plan, "graph": cmd_graph, "validate": cmd_validate,
+COMMANDS = {"build": cmd_build, "verify": cmd_verify, "plan": cmd_plan, "graph": cmd_graph,
+            "validate": cmd_validate,
             "schema": cmd_schema, "init": cmd_init, "clean": cmd_clean}
 
 

@@ -163,11 +163,13 @@ class State:
 
 class Engine:
     def __init__(self, plan: Plan, cache: Cache, *, jobs: int = 1, force: bool = False,
-                 keep_going: bool = False, reporter: Reporter | None = None) -> None:
+                 keep_going: bool = False, reporter: Reporter | None = None,
+                 force_steps: tuple[str, ...] = ()) -> None:
         self.plan = plan
         self.cache = cache
         self.jobs = max(1, jobs)
         self.force = force
+        self.force_steps = force_steps  # re-run these steps even when cached (`verify`)
         self.keep_going = keep_going
         self.reporter = reporter or Reporter()
         self.results: dict[str, ActionResult] = {}
@@ -189,8 +191,11 @@ class Engine:
                 out[role] = r.output.digest
         return out
 
+    def forced(self, a: Action) -> bool:
+        return self.force or a.step in self.force_steps
+
     def lookup(self, a: Action, key: str) -> dict[str, Any] | None:
-        if self.force:
+        if self.forced(a):
             return None
         entry = self.cache.get_action(key)
         if entry is None:
@@ -227,7 +232,8 @@ class Engine:
                     r.output = OutputRecord.from_json(entry["output"])
                 else:
                     r.status = "run"
-                    r.reasons = ["--force"] if self.force else explain(self.state.get(a.id), ing)
+                    r.reasons = ["--force"] if self.forced(a) else \
+                        explain(self.state.get(a.id), ing)
             self.results[uid] = r
             out.append(r)
         return out
@@ -244,7 +250,7 @@ class Engine:
                 inputs[role] = str(self.cache.materialize(rec))
         return {"step": a.step, "module": STEP_MODULES[a.step], "params": a.params,
                 "inputs": inputs, "key": key, "id": a.id, "ingredients": ingredients,
-                "force": self.force,
+                "force": self.forced(a),
                 "cache_root": str(self.cache.root), "recipe_dir": str(self.plan.recipe.dir)}
 
     def _ranks(self, order: list[str]) -> dict[str, float]:
@@ -366,7 +372,7 @@ class Engine:
                     continue  # every worker is busy; cache hits may still resolve
                 waiting.remove(uid)
                 r = ActionResult(a, "running", key=key,
-                                 reasons=["--force"] if self.force
+                                 reasons=["--force"] if self.forced(a)
                                  else explain(self.state.get(a.id), ing))
                 self.results[uid] = r
                 self.reporter.running(r)
@@ -486,12 +492,14 @@ def unpublish(dest_dir: Path) -> bool:
 
 def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force: bool = False,
           keep_going: bool = False, reporter: Reporter | None = None,
-          on_publish: Callable[[str, str], None] | None = None) -> BuildResult:
+          on_publish: Callable[[str, str], None] | None = None,
+          force_steps: tuple[str, ...] = ()) -> BuildResult:
     """Build ``targets`` of ``plan``: run, verify, publish to the output dir, write the lock."""
     from .lockfile import update_lock
 
     recipe = plan.recipe
-    eng = Engine(plan, cache, jobs=jobs, force=force, keep_going=keep_going, reporter=reporter)
+    eng = Engine(plan, cache, jobs=jobs, force=force, keep_going=keep_going, reporter=reporter,
+                 force_steps=force_steps)
     buildable = [t for t in targets if t in plan.targets]
     results = eng.run(buildable)
     out_dir = (recipe.dir / recipe.output_dir).resolve()

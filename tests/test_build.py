@@ -299,3 +299,42 @@ def test_fast_noop_path_is_right_about_touches_and_deletions(tiny_cnn: Path) -> 
     os.utime(ckpt, (5, 5))
     res = build_json(tiny_cnn)
     assert statuses(res)["onnx_from_torch"] == "built"
+
+
+def test_verify_command_reruns_the_checks_and_prints_figures(tiny_cnn: Path) -> None:
+    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}, "onnx-fp16": {"format": "onnx",
+                                                                      "precision": "fp16"}})
+    build_json(tiny_cnn)
+    out = json.loads(run_cli(["verify", "--json"], tiny_cnn).stdout)
+    assert out["ok"] and sorted(out["rechecked"]) == ["verify[onnx-fp16]", "verify[onnx]"]
+    rows = {r["target"]: r for r in out["rows"]}
+    assert rows["onnx"]["max_abs"] < 1e-4 and rows["onnx-fp16"]["cosine"] > 0.999
+    text = run_cli(["verify", "onnx-fp16"], tiny_cnn).stdout
+    assert "onnx-fp16" in text and "logits" in text and " ok" in text
+
+
+def test_onnx_and_torchscript_files_as_sources(tiny_cnn: Path) -> None:
+    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}, "ts": {"format": "torchscript"}})
+    build_json(tiny_cnn)
+    import shutil
+
+    shutil.copy(tiny_cnn / "dist" / "onnx" / "model.onnx", tiny_cnn / "source.onnx")
+    shutil.copy(tiny_cnn / "dist" / "ts" / "model.pt", tiny_cnn / "source.pt")
+    # An ONNX file: checked, converted to the recipe's opset, then the usual chain.
+    write_recipe(tiny_cnn, {"fp16": {"format": "onnx", "precision": "fp16"}},
+                 source={"framework": "onnx", "model": "source.onnx"}, opset=16)
+    res = build_json(tiny_cnn)
+    assert res["ok"] and "onnx_from_file" in statuses(res)
+    import onnx
+
+    m = onnx.load(res["targets"]["fp16"]["path"])
+    assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == 16
+    # A TorchScript file: exported to ONNX, verified against the TorchScript module.
+    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}, "ts": {"format": "torchscript"}},
+                 source={"framework": "torchscript", "model": "source.pt"})
+    res = build_json(tiny_cnn)
+    assert res["ok"] and res["targets"]["onnx"]["verified"]
+    # TorchScript cannot come from ONNX: a recipe error, not a crash.
+    write_recipe(tiny_cnn, {"ts": {"format": "torchscript"}},
+                 source={"framework": "onnx", "model": "source.onnx"})
+    assert "cannot be made from an ONNX source" in run_cli(["build"], tiny_cnn, check=2).stderr
