@@ -330,7 +330,7 @@ def cmd_init(args: Any) -> int:
 def cmd_clean(args: Any) -> int:
     import shutil
 
-    from .engine import unpublish
+    from .publish import unpublish
     from .recipe import load_recipe
 
     recipe = load_recipe(args.file)

@@ -9,19 +9,16 @@ processes; the main process never imports an ML framework.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import faults
 from .cache import Cache, OutputRecord
-from .errors import BuildFailure, CacheError, ModelBuildError, ParityError, StepError
+from .errors import CacheError, ModelBuildError, ParityError, StepError
 from .hashing import digest_json
 from .plan import Action, FileRef, Plan
 from .pool import Pool
+from .publish import publish, unpublish_failed
 from .steps import STEP_MODULES, get_step
 from .steps.base import UNKEYED_PARAMS
 
@@ -431,65 +428,6 @@ def chain_tools(plan: Plan, uid: str) -> dict[str, str]:
     return dict(sorted(tools.items()))
 
 
-# -- publishing ----------------------------------------------------------------
-def publish(cache: Cache, rec: OutputRecord, dest_dir: Path, name: str) -> Path:
-    """Copy an artifact into dest_dir/name atomically; skip if already identical."""
-    final = dest_dir / name
-    if final.exists():
-        try:
-            if cache.stat.digest(final) == rec.digest:
-                return final
-        except OSError:
-            pass
-    src = cache.materialize(rec)
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(dest_dir)
-    tmp = dest_dir.parent / f".{dest_dir.name}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
-    tmp.mkdir()
-    try:
-        if rec.kind == "dir":
-            shutil.copytree(src, tmp / name)
-            for root, dirs, files in os.walk(tmp / name):
-                for f in files:
-                    os.chmod(os.path.join(root, f), 0o644)
-        else:
-            shutil.copyfile(src, tmp / name)
-            os.chmod(tmp / name, 0o644)
-        faults.point("publish")
-        unpublish(dest_dir)
-        os.rename(tmp, dest_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _sweep_stale(dest_dir: Path) -> None:
-    """Remove temp dirs a killed build left beside dest_dir (their pid is dead)."""
-    from .cache import _alive, _make_writable
-
-    for p in dest_dir.parent.glob(f".{dest_dir.name}.*-*-*"):
-        parts = p.name.rsplit("-", 2)
-        if len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
-            _make_writable(p)
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _unpublish_failed(cache: Cache, dest_dir: Path, what: str) -> None:
-    with cache.lock(f"publish-{digest_json(str(dest_dir))[:24]}"):
-        if unpublish(dest_dir):
-            cache.warn(f"removed stale {what}")
-
-
-def unpublish(dest_dir: Path) -> bool:
-    if not dest_dir.exists():
-        return False
-    trash = dest_dir.parent / f".{dest_dir.name}.old-{os.getpid()}-{os.urandom(3).hex()}"
-    os.rename(dest_dir, trash)
-    shutil.rmtree(trash, ignore_errors=True)
-    return True
-
-
 def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force: bool = False,
           keep_going: bool = False, reporter: Reporter | None = None,
           on_publish: Callable[[str, str], None] | None = None,
@@ -516,7 +454,7 @@ def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force:
             err = art.error.render() if art and art.error else \
                 f"skipped: {'; '.join(art.reasons)}" if art and art.reasons else "not built"
             tres[name] = TargetResult(name, False, error=err)
-            _unpublish_failed(cache, out_dir / name, f"{recipe.output_dir}/{name}/ (target failed)")
+            unpublish_failed(cache, out_dir / name, f"{recipe.output_dir}/{name}/ (target failed)")
             continue
         if tp.verify and (ver is None or ver.status not in ("built", "cached")):
             err = ver.error if ver and ver.error else None
@@ -524,7 +462,7 @@ def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force:
             tres[name] = TargetResult(name, False, digest=art.output.digest, verified=False,
                                       parity=parity, key=art.key,
                                       error=err.render() if err else "verification did not run")
-            _unpublish_failed(cache, out_dir / name,
+            unpublish_failed(cache, out_dir / name,
                               f"{recipe.output_dir}/{name}/ (parity check failed)")
             continue
         with cache.lock(f"publish-{digest_json(str(out_dir / name))[:24]}"):
@@ -544,5 +482,5 @@ def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force:
                        workers=eng.workers_started)
 
 
-__all__ = ["Engine", "build", "BuildResult", "ActionResult", "TargetResult", "BuildFailure",
-           "action_key", "key_ingredients", "explain", "publish"]
+__all__ = ["Engine", "build", "BuildResult", "ActionResult", "TargetResult", "action_key",
+           "key_ingredients", "explain"]

@@ -68,11 +68,10 @@ def _serve(conn: Connection, step_modules: dict[str, str]) -> None:
         loaded = [m for m in HEAVY if m in sys.modules]
         try:
             conn.send((*reply, loaded))
-        except Exception as exc:  # an exception that does not pickle
+        except Exception:  # an exception that does not pickle
             from .errors import StepError
 
             conn.send(("err", StepError(f"{type(reply[1]).__name__}: {reply[1]}"), loaded))
-            del exc
 
 
 def _warm(modules: list[str], log: str) -> None:

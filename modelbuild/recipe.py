@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from .errors import RecipeError
-from .paths import RECIPE_FILENAME, find_recipe, repo_root
+from .paths import RECIPE_FILENAME, find_recipe, repo_root  # noqa: F401 (re-exported)
 from .params import from_mapping
-from .recipe_model import Source, TargetVerify, Tolerance, Verify
+from .recipe_model import Source, Verify
 from .recipe_model import InputSpec
 
 try:
@@ -81,7 +81,7 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, dict[KeyPath
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError("file not found", file=file,
-                          hint=f"create it with `modelbuild init`, or pass -f PATH") from None
+                          hint="create it with `modelbuild init`, or pass -f PATH") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read: {exc}", file=file) from None
     try:

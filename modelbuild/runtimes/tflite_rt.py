@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from .savedmodel_rt import (LAYOUT_METADATA, LayoutIO, fits_after, from_artifact, guess_input_perm,
-                            resolve_io, to_artifact)
+from .savedmodel_rt import LAYOUT_METADATA, LayoutIO, from_artifact, resolve_io, to_artifact
 
 
 def read_tflite_layout(data: bytes) -> dict[str, Any] | None:
