@@ -54,11 +54,15 @@ class Comparison:
         lines = []
         for name, w in self.worst().items():
             mark = "ok" if w["passed"] else "FAILED"
+            need = []
+            if "atol" in self.tolerance or "rtol" in self.tolerance:
+                need.append(f"atol>={w['needed_atol']:.3g} at rtol={self.tolerance.get('rtol', 0)}")
+            if "cosine" in self.tolerance:
+                need.append(f"cosine>={self.tolerance['cosine']}")
             lines.append(f"{name}: max_abs={w['max_abs']:.3g} max_rel={w['max_rel']:.3g} "
                          f"cosine={w['cosine']:.6f} [{mark}]"
-                         + ("" if w["passed"] else f" (would need atol>={w['needed_atol']:.3g} "
-                            f"at rtol={self.tolerance.get('rtol', 0)}; cosine "
-                            f"{self.tolerance.get('cosine', '-')})"))
+                         + ("" if w["passed"] else
+                            f" (tolerance: {self.tolerance}; would need {', '.join(need)})"))
         lines.extend(self.problems)
         return "\n".join(lines)
 
