@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -74,3 +74,16 @@ def build_json(folder: Path, *args: str, check: int | None = 0) -> dict[str, Any
 
 def statuses(result: dict[str, Any]) -> dict[str, str]:
     return {a["id"]: a["status"] for a in result["actions"]}
+
+
+def built_example(factory: pytest.TempPathFactory, label: str, targets: dict[str, Any],
+                  build: list[str] | None = None) -> Iterator[Path]:
+    """For module-scoped fixtures: a tiny_cnn copy with ``targets``, ``build`` (default:
+    all) built once, with its own cache for the module's lifetime."""
+    root = factory.mktemp(label)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELBUILD_CACHE", str(root / "cache"))
+        folder = copy_example("tiny_cnn", root)
+        write_recipe(folder, targets)
+        build_json(folder, *(build or []))
+        yield folder

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import build_json, copy_example, run_cli, write_recipe
+from tests.conftest import built_example, run_cli
 
 TARGETS = {
     "onnx": {"format": "onnx", "precision": "fp32"},
@@ -27,13 +27,7 @@ FAST = ["--runs", "5", "--warmup", "1"]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """tiny_cnn with four of its five targets built, once for the module."""
-    root = tmp_path_factory.mktemp("bench")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODELBUILD_CACHE", str(root / "cache"))
-        folder = copy_example("tiny_cnn", root)
-        write_recipe(folder, TARGETS)
-        build_json(folder, *BUILT)
-        yield folder
+    yield from built_example(tmp_path_factory, "bench", TARGETS, BUILT)
 
 
 def bench(folder: Path, *args: str, check: int | None = 0) -> dict[str, Any]:

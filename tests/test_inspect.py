@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import build_json, copy_example, run_cli, write_recipe
+from tests.conftest import built_example, run_cli
 
 from modelbuild.errors import UsageError
 from modelbuild.inspect_artifact import detect, inspect_path
@@ -26,14 +26,8 @@ TORCH_PARAMS, FOLDED_PARAMS = 1578, 1562
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("inspect")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODELBUILD_CACHE", str(root / "cache"))
-        folder = copy_example("tiny_cnn", root)
-        write_recipe(folder, {"onnx": {"format": "onnx"},
-                              "torchscript": {"format": "torchscript"}})
-        build_json(folder)
-        yield folder
+    yield from built_example(tmp_path_factory, "inspect", {
+        "onnx": {"format": "onnx"}, "torchscript": {"format": "torchscript"}})
 
 
 def make(tmp_path: Path, script: str) -> None:

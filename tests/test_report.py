@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import build_json, copy_example, run_cli, write_recipe
+from tests.conftest import built_example, run_cli
 
 TARGETS = {
     "onnx": {"format": "onnx", "precision": "fp32"},
@@ -24,13 +24,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("report")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODELBUILD_CACHE", str(root / "cache"))
-        folder = copy_example("tiny_cnn", root)
-        write_recipe(folder, TARGETS)
-        build_json(folder, *BUILT)
-        yield folder
+    yield from built_example(tmp_path_factory, "report", TARGETS, BUILT)
 
 
 def test_report_files_exist_and_name_every_target(built: Path) -> None:
