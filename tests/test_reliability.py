@@ -202,6 +202,36 @@ def test_opset_too_low_for_an_op_names_the_op_and_the_opset(tiny_cnn: Path) -> N
     assert build_json(tiny_cnn)["ok"]
 
 
+FFT = """
+import torch
+
+
+class Spectrum(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.rfft(x).abs()
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(8, 8), Spectrum())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+"""
+
+
+def test_unsupported_operator_names_the_op_and_the_module(tiny_cnn: Path) -> None:
+    (tiny_cnn / "models" / "fft.py").write_text(FFT)
+    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}},
+                 source={"framework": "pytorch", "model": "models.fft:Net"},
+                 inputs={"x": {"shape": [2, 8]}}, outputs=["y"])
+    proc = run_cli(["build"], tiny_cnn, check=2)
+    text = proc.stdout + proc.stderr
+    assert "does not support aten::fft_rfft (called in module body.1 (Spectrum)) at opset 17" in text
+    assert "torchscript" in text  # the way around it
+
+
 def test_sync_batchnorm_is_converted_with_a_notice(tiny_cnn: Path) -> None:
     (tiny_cnn / "models" / "syncbn.py").write_text(SYNC_BN)
     write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}},

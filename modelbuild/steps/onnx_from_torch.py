@@ -65,7 +65,7 @@ class OnnxFromTorch(Step):
                                       dynamic_axes=dynamic_axes or None,
                                       do_constant_folding=p.constant_folding)
             except RuntimeError as exc:
-                raise _explain_export_error(exc, p.opset) from exc
+                raise _explain_export_error(exc, p.opset, model, args) from exc
             except TypeError as exc:
                 raise SourceError(f"the model rejected the declared inputs: {exc}",
                                   hint="check `inputs` (names, shapes, dtypes) against the "
@@ -107,10 +107,28 @@ def _sync_bn_to_bn(model: Any, notices: list[str]) -> Any:
     return convert(model).eval()
 
 
-def _explain_export_error(exc: Exception, opset: int) -> Exception:
-    from ..errors import StepError
+def _module_of(model: Any, args: tuple[Any, ...], op: str) -> str | None:
+    """Which submodule calls ``op`` (from the trace's scopes), e.g. 'body.1 (Warp)'."""
+    import torch
 
-    from ..errors import SourceError
+    try:
+        with torch.no_grad():
+            graph = torch.jit.trace(model, args, check_trace=False).inlined_graph
+        modules = dict(model.named_modules())
+        for node in graph.nodes():
+            if node.kind() == op:
+                path = node.scopeName().split("/")[-1].replace("__module.", "", 1)
+                path = "" if path == "__module" else path
+                sub = modules.get(path)
+                return f"{path or '<root>'} ({type(sub).__name__})" if sub is not None else path
+    except Exception:  # naming the module is a courtesy; the op name stands alone
+        return None
+    return None
+
+
+def _explain_export_error(exc: Exception, opset: int, model: Any = None,
+                          args: tuple[Any, ...] = ()) -> Exception:
+    from ..errors import SourceError, StepError
 
     text = str(exc)
     first = text.splitlines()[0][:400] if text else repr(exc)
@@ -119,6 +137,9 @@ def _explain_export_error(exc: Exception, opset: int) -> Exception:
 
         m = re.search(r"operator '?([\w:.]+)'?", text)
         op = m.group(1) if m else "an operator"
+        where = _module_of(model, args, op) if m and model is not None else None
+        if where:
+            op = f"{op} (called in module {where})"
         added = re.search(r"added in (?:opset )?version (\d+)", text)
         if added:
             return SourceError(f"{op} needs ONNX opset {added.group(1)}, the recipe asks for "
