@@ -56,7 +56,7 @@ def _serve(conn: Connection, step_modules: dict[str, str]) -> None:
         except (EOFError, KeyboardInterrupt):
             return
         if job is None:
-            return
+            _quick_exit()
         if isinstance(job, tuple):  # ("warm", modules, log): import ahead of need
             _warm(job[1], job[2])
             conn.send(("warm", None, [m for m in HEAVY if m in sys.modules]))
@@ -72,6 +72,18 @@ def _serve(conn: Connection, step_modules: dict[str, str]) -> None:
             from .errors import StepError
 
             conn.send(("err", StepError(f"{type(reply[1]).__name__}: {reply[1]}"), loaded))
+
+
+def _quick_exit() -> None:
+    """Exit without unloading TensorFlow and torch (over a second for nothing), but after
+    multiprocessing's own finalizers, which release the named semaphores that libraries
+    (tqdm, torch) created; skipping those makes the resource tracker warn of leaks."""
+    from multiprocessing import util
+
+    util._run_finalizers(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _warm(modules: list[str], log: str) -> None:
@@ -177,18 +189,18 @@ class Pool:
         return out
 
     def close(self) -> None:
-        """Stop every worker. Idle workers hold no lock and no half-written file, so they
-        are killed rather than asked to exit: unloading TensorFlow and torch at
-        interpreter exit takes over a second for nothing."""
+        """Stop every worker: idle ones exit at once (see _quick_exit); one still busy
+        (an interrupted build) is killed, which its action's atomic writes allow."""
         for w in self.workers:
-            if w.job is not None and w.job != WARM:
+            if w.job is None:
                 try:
                     w.conn.send(None)
                 except (OSError, ValueError):
                     pass
-                w.process.join(timeout=30)
+        for w in self.workers:
+            w.process.join(timeout=10 if w.job is None else 0)
             if w.process.is_alive():
                 w.process.kill()
-            w.process.join(timeout=5)
+                w.process.join(timeout=5)
             w.conn.close()
         self.workers = []
