@@ -36,7 +36,10 @@ def _stamp(path: str) -> list[int] | None:
 
 
 def _env_paths() -> list[str]:
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    # The working folder (sys.path[0] under `python -m`) changes with every file written
+    # beside the recipe; what is imported from it is stamped as a code input anyway.
+    cwd = os.getcwd()
+    paths = [p for p in sys.path if p and p != cwd and os.path.isdir(p)]
     for root, dirs, files in os.walk(_PKG):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         paths.append(root)
