@@ -217,7 +217,7 @@ def _baseline_rows(recipe: Any, stat: Any, common: dict[str, Any],
                    with_traced: bool) -> list[BenchRow]:
     """PyTorch eager (the speed-up reference) and, when no TorchScript target is benched,
     a traced TorchScript module made in the worker."""
-    from .plan import Planner
+    from .plan import FileRef, Planner
     from .steps.base import dist_version
 
     src = recipe.source
@@ -231,7 +231,7 @@ def _baseline_rows(recipe: Any, stat: Any, common: dict[str, Any],
         row = BenchRow(EAGER, "baseline", "pytorch", "fp32", "torch-eager", status="failed",
                        message=str(exc))
         return [row]
-    files = {role: ref.path for role, ref in refs.items()}
+    files = {role: ref.path for role, ref in refs.items() if isinstance(ref, FileRef)}
     digests = {role: stat.digest(p) for role, p in files.items()}
     ckpt = files.get("checkpoint") or files.get("model_file")
     rows = []
@@ -260,7 +260,7 @@ def collect(recipe: Any, targets: list[str], settings: Settings, stat: Any,
             baselines: bool = True) -> list[BenchRow]:
     """The rows to show, in order: baselines first, then the targets in recipe order."""
     from .lockfile import read_lock
-    from .plan import Planner
+    from .plan import FileRef, Planner
 
     lock = read_lock(recipe).get("targets", {})
     specs = Planner(recipe).input_specs()

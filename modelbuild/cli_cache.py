@@ -58,8 +58,8 @@ def run(args: Any) -> int:
         else:
             print(f"checked {rep.checked} objects: {len(rep.corrupt)} corrupt (removed), "
                   f"{len(rep.dangling)} action entries without their objects (removed)")
-            for d in rep.corrupt:
-                print(f"  corrupt object {d[:16]}")
+            for digest in rep.corrupt:
+                print(f"  corrupt object {digest[:16]}")
         return 1 if rep.corrupt or rep.dangling else 0
     rep2 = ca.gc(cache, Path(args.repo).resolve() if args.repo else repo,
                  ca.parse_size(args.max_size) if args.max_size else None,

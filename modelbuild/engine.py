@@ -457,11 +457,11 @@ def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force:
             unpublish_failed(cache, out_dir / name, f"{recipe.output_dir}/{name}/ (target failed)")
             continue
         if tp.verify and (ver is None or ver.status not in ("built", "cached")):
-            err = ver.error if ver and ver.error else None
-            parity = err.report if isinstance(err, ParityError) else None
+            verr = ver.error if ver and ver.error else None
+            parity = verr.report if isinstance(verr, ParityError) else None
             tres[name] = TargetResult(name, False, digest=art.output.digest, verified=False,
                                       parity=parity, key=art.key,
-                                      error=err.render() if err else "verification did not run")
+                                      error=verr.render() if verr else "verification did not run")
             unpublish_failed(cache, out_dir / name,
                               f"{recipe.output_dir}/{name}/ (parity check failed)")
             continue

@@ -43,7 +43,7 @@ class ModelBuildError(Exception):
 
 
 def _rebuild(cls: type, state: dict) -> ModelBuildError:
-    obj = cls.__new__(cls)
+    obj: ModelBuildError = Exception.__new__(cls)
     Exception.__init__(obj, state.get("message", ""))
     obj.__dict__.update(state)
     return obj

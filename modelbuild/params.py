@@ -47,15 +47,15 @@ def _type_schema(tp: Any) -> dict[str, Any]:
             return _type_schema(args[0])
         return {"anyOf": [_type_schema(a) for a in args]}
     if origin in (list, tuple):
-        args = get_args(tp)
-        return {"type": "array", "items": _type_schema(args[0]) if args else {}}
+        items = get_args(tp)
+        return {"type": "array", "items": _type_schema(items[0]) if items else {}}
     if origin is dict:
-        args = get_args(tp)
+        kv = get_args(tp)
         out: dict[str, Any] = {"type": "object"}
-        if args:
-            out["additionalProperties"] = _type_schema(args[1])
+        if kv:
+            out["additionalProperties"] = _type_schema(kv[1])
         return out
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return schema_of(tp)
     raise TypeError(f"no schema for {tp!r}")
 
@@ -92,10 +92,10 @@ def _convert(tp: Any, value: Any) -> Any:
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         for a in args:
-            if dataclasses.is_dataclass(a) and isinstance(value, dict):
+            if isinstance(a, type) and dataclasses.is_dataclass(a) and isinstance(value, dict):
                 return from_mapping(a, value)
         return value
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
         return from_mapping(tp, value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

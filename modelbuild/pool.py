@@ -80,7 +80,7 @@ def _quick_exit() -> None:
     (tqdm, torch) created; skipping those makes the resource tracker warn of leaks."""
     from multiprocessing import util
 
-    util._run_finalizers(0)
+    util._run_finalizers(0)  # type: ignore[attr-defined]
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

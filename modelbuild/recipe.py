@@ -118,8 +118,8 @@ def deep_merge(base: Any, over: Any) -> Any:
 def _resolve_extends(ref: Any, here: Path, file: str, path: KeyPath,
                      pos: dict[KeyPath, Position]) -> Path:
     p = pos.get(path)
-    where = dict(file=file, line=p.line if p else None, column=p.column if p else None,
-                 key_path=format_path(path))
+    where: dict[str, Any] = dict(file=file, line=p.line if p else None,
+                                 column=p.column if p else None, key_path=format_path(path))
     if not isinstance(ref, str) or not ref:
         raise RecipeError("each `extends` entry must be a string: recipe:NAME or a relative path",
                           **where)

@@ -151,9 +151,9 @@ class CoreMLRunner:
             if o.type.WhichOneof("Type") != "multiArrayType":
                 continue
             arr = o.type.multiArrayType
-            got = _ARRAY_TYPES.get(arr.dataType)
-            if got is not None and got != "float32":
-                problems.append(f"output {o.name} is {got}, expected float32 (fp16 programs "
+            got_out = _ARRAY_TYPES.get(arr.dataType)
+            if got_out is not None and got_out != "float32":
+                problems.append(f"output {o.name} is {got_out}, expected float32 (fp16 programs "
                                 "keep float32 outputs)")
             ref = refs[0].get(o.name) if refs else None
             if ref is not None and list(arr.shape) and sets and self.accepts(
