@@ -281,3 +281,16 @@ def test_no_shell_commands_from_recipe_values() -> None:
     for f in root.rglob("*.py"):
         text = f.read_text()
         assert "shell=True" not in text and "os.system(" not in text and "os.popen(" not in text, f
+
+
+def test_converters_never_touch_cached_inputs(tiny_cnn: Path) -> None:
+    """onnx2tf rewrites the .onnx it is given; the step hands it a private copy, so every
+    cached object still hashes to its name afterwards (root could write a 0444 file)."""
+    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}, "savedmodel": {"format": "savedmodel"}})
+    res = build_json(tiny_cnn)
+    assert res["ok"]
+    rep = json.loads(run_cli(["cache", "verify", "--json"], tiny_cnn).stdout)
+    assert rep["checked"] > 5 and rep["corrupt"] == [] and rep["dangling"] == []
+    import onnx
+
+    onnx.checker.check_model(onnx.load(res["targets"]["onnx"]["path"]))
