@@ -113,3 +113,11 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def declared_range_samples(specs: list[dict[str, Any]], count: int,
+                           seed: int) -> tuple[list[dict[str, np.ndarray]], str]:
+    """Calibration samples when the recipe gives none: drawn from each input's declared range
+    at its declared shape. Returns the samples and what to tell the user they were."""
+    static = [dict(s, dynamic={}) for s in specs]
+    return generate(static, count, seed), f"{count} random samples from the declared input ranges"

@@ -82,3 +82,9 @@ class Step:
     def run(self, ctx: StepContext) -> dict[str, Any] | None:
         """Write ``ctx.output``; return optional metadata (JSON-able) for the cache entry."""
         raise NotImplementedError
+
+
+def calibration_notice(source: str, key: str) -> str:
+    """What a build says when it calibrated on generated data (``key``: the recipe key to set)."""
+    return (f"no calibration data: calibrated on {source}; set {key} to real samples for real "
+            "accuracy")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from ..params import field
-from .base import Step, StepContext
+from .base import Step, StepContext, calibration_notice
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,7 @@ class OnnxInt8(Step):
         reader, source = _reader(ctx, p)
         meta["calibration"] = source
         if "calibration" not in ctx.inputs:
-            meta["notices"] = [f"no calibration data: calibrated on {source}; set "
-                               "quantize.calibration.data to real samples for real accuracy"]
+            meta["notices"] = [calibration_notice(source, "quantize.calibration.data")]
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[(p.calibration or {}).get("method",
                                                                                      "minmax")]
@@ -77,7 +76,7 @@ class OnnxInt8(Step):
 def _reader(ctx: StepContext, p: Params) -> tuple[Any, str]:
     from onnxruntime.quantization import CalibrationDataReader
 
-    from ..inputs import from_data, generate, load_npz
+    from ..inputs import declared_range_samples, from_data, load_npz
 
     if "calibration" in ctx.inputs:
         data = load_npz(ctx.inputs["calibration"])
@@ -87,10 +86,7 @@ def _reader(ctx: StepContext, p: Params) -> tuple[Any, str]:
         source = f"{n} samples from {ctx.inputs['calibration'].name}"
     else:
         count = int((p.calibration or {}).get("samples", 16))
-        specs = [dict(s, dynamic={}) for s in p.inputs]  # calibrate at the declared shape
-        samples = generate(specs, count, p.seed)
-        source = f"{count} random samples from the declared input ranges"
-        ctx.log.warning("warning: no calibration data; calibrating on %s", source)
+        samples, source = declared_range_samples(p.inputs, count, p.seed)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:

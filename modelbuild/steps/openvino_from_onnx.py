@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from ..params import field
-from .base import Step, StepContext, dist_version
+from .base import Step, StepContext, calibration_notice, dist_version
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,7 @@ class OpenVinoFromOnnx(Step):
         if p.precision == "int8":
             model, meta["calibration"] = _quantize(ctx, p, model)
             if "calibration" not in ctx.inputs:
-                meta["notices"] = [f"no calibration data: calibrated on {meta['calibration']}; "
-                                   "set calibration.data to real samples for real accuracy"]
+                meta["notices"] = [calibration_notice(meta["calibration"], "calibration.data")]
         ctx.output.mkdir()
         # compress_to_fp16 defaults to True in save_model: fp32 and int8 must say False.
         ov.save_model(model, str(ctx.output / "model.xml"),
@@ -107,7 +106,7 @@ def _quantize(ctx: StepContext, p: Params, model: Any) -> tuple[Any, str]:
 
 
 def _calibration_samples(ctx: StepContext, p: Params) -> tuple[list[dict[str, Any]], str]:
-    from ..inputs import from_data, generate, load_npz
+    from ..inputs import declared_range_samples, from_data, load_npz
 
     count = int((p.calibration or {}).get("samples", 300))
     if "calibration" in ctx.inputs:
@@ -127,11 +126,7 @@ def _calibration_samples(ctx: StepContext, p: Params) -> tuple[list[dict[str, An
         if not samples:
             raise StepError(f"{name} has {rows} rows, fewer than the declared batch ({step})")
         return samples, f"{len(samples)} samples from {name}"
-    specs_static = [dict(s, dynamic={}) for s in p.inputs]  # calibrate at the declared shape
-    samples = generate(specs_static, count, p.seed)
-    source = f"{count} random samples from the declared input ranges"
-    ctx.log.warning("warning: no calibration data; calibrating on %s", source)
-    return samples, source
+    return declared_range_samples(p.inputs, count, p.seed)
 
 
 STEP = OpenVinoFromOnnx()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from ..params import field
-from .base import Step, StepContext, dist_version
+from .base import Step, StepContext, calibration_notice, dist_version
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ class TensorRTFromOnnx(Step):
             config.add_optimization_profile(profile)
 
         calibrator = None  # kept referenced (with its device buffers) until the build ends
+        notices: list[str] = []
         if p.precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
             calibrator, calib_profile, source = _calibrator(trt, builder, network, ctx, p)
@@ -109,6 +110,8 @@ class TensorRTFromOnnx(Step):
             if calib_profile is not None:
                 config.set_calibration_profile(calib_profile)
             ctx.log.info("int8 calibration on %s", source)
+            if "calibration" not in ctx.inputs:
+                notices.append(calibration_notice(source, "calibration.data"))
 
         cache_file = timing_cache_path(ctx.cache_dir) if p.timing_cache else None
         loaded = 0
@@ -129,7 +132,7 @@ class TensorRTFromOnnx(Step):
             _save_timing_cache(config, cache_file, ctx)
         meta: dict[str, Any] = {"precision": p.precision, "tensorrt": trt.__version__,
                                 "profiles": p.profiles, "timing_cache_bytes_loaded": loaded,
-                                **gpu_fields()}
+                                "notices": notices, **gpu_fields()}
         return meta
 
     @staticmethod
@@ -175,7 +178,7 @@ def _save_timing_cache(config: Any, path: Path, ctx: StepContext) -> None:
 
 
 def _calibration_samples(ctx: StepContext, p: Params) -> tuple[list[dict[str, Any]], str]:
-    from ..inputs import from_data, generate, load_npz
+    from ..inputs import declared_range_samples, from_data, load_npz
 
     cal = p.calibration or {}
     if "calibration" in ctx.inputs:
@@ -184,12 +187,7 @@ def _calibration_samples(ctx: StepContext, p: Params) -> tuple[list[dict[str, An
         samples = [{k: v[i:i + 1] for k, v in full.items()} for i in range(n)]
         return samples, f"{n} samples from {ctx.inputs['calibration'].name}"
     count = int(cal.get("samples", 16))
-    specs = [dict(s, dynamic={}) for s in p.inputs]  # calibrate at the declared shape
-    source = f"{count} random samples from the declared input ranges"
-    ctx.log.warning("warning: no calibration data; calibrating on %s", source)
-    print(f"warning: no calibration data: calibrating on {source}; "
-          "set calibration.data for real accuracy")
-    return generate(specs, count, p.seed), source
+    return declared_range_samples(p.inputs, count, p.seed)
 
 
 def _calibrator(trt: Any, builder: Any, network: Any, ctx: StepContext,

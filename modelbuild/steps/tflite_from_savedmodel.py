@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from ..params import field
-from .base import Step, StepContext
+from .base import Step, StepContext, calibration_notice
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class TfliteFromSavedModel(Step):
                 builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
                 samples, meta["calibration"] = _calibration(ctx, p)
                 if "calibration" not in ctx.inputs:
-                    meta["warnings"] = [f"calibrated on {meta['calibration']}, not real data"]
+                    meta["notices"] = [calibration_notice(meta["calibration"],
+                                                          "quantize.calibration.data")]
                 conv.representative_dataset = _dataset(samples, layout)
                 io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[p.io_type]
                 conv.inference_input_type = io
@@ -89,7 +90,7 @@ class TfliteFromSavedModel(Step):
 
 def _calibration(ctx: StepContext, p: Params) -> tuple[list[dict[str, Any]], str]:
     """Calibration samples of batch one, in the source layout, keyed by input name."""
-    from ..inputs import from_data, generate, load_npz
+    from ..inputs import declared_range_samples, from_data, load_npz
 
     if "calibration" in ctx.inputs:
         full = from_data(p.inputs, load_npz(ctx.inputs["calibration"]))[0]
@@ -97,12 +98,7 @@ def _calibration(ctx: StepContext, p: Params) -> tuple[list[dict[str, Any]], str
         return ([{k: v[i:i + 1] for k, v in full.items()} for i in range(n)],
                 f"{n} samples from {ctx.inputs['calibration'].name}")
     count = int((p.calibration or {}).get("samples", 16))
-    specs = [dict(s, dynamic={}) for s in p.inputs]  # calibrate at the declared shape
-    source = f"{count} random samples from the declared input ranges"
-    ctx.log.warning("warning: no calibration data; calibrating on %s", source)
-    print(f"warning: no calibration data: calibrating on {source}; "
-          "set quantize.calibration.data for real accuracy")
-    return generate(specs, count, p.seed), source
+    return declared_range_samples(p.inputs, count, p.seed)
 
 
 def _dataset(samples: list[dict[str, Any]], layout: dict[str, Any] | None) -> Any:
