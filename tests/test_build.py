@@ -338,3 +338,18 @@ def test_onnx_and_torchscript_files_as_sources(tiny_cnn: Path) -> None:
     write_recipe(tiny_cnn, {"ts": {"format": "torchscript"}},
                  source={"framework": "onnx", "model": "source.onnx"})
     assert "cannot be made from an ONNX source" in run_cli(["build"], tiny_cnn, check=2).stderr
+
+
+def test_verification_on_the_recipes_own_samples(tiny_cnn: Path) -> None:
+    """verify.data: real inputs keyed by input name; a dynamic batch is also checked at 1."""
+    rng = np.random.default_rng(7)
+    np.savez(tiny_cnn / "data" / "samples.npz",
+             images=rng.uniform(0, 1, (3, 3, 32, 32)).astype(np.float32))
+    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}}, verify={"data": "data/samples.npz"})
+    res = build_json(tiny_cnn)
+    assert res["ok"]
+    lock = json.loads((tiny_cnn / "model.build.lock").read_text())
+    assert lock["targets"]["onnx"]["parity"]["sets_checked"] == 2  # batch 3 and batch 1
+    np.savez(tiny_cnn / "data" / "samples.npz", pixels=np.zeros((1, 3, 32, 32), np.float32))
+    proc = run_cli(["build"], tiny_cnn, check=2)
+    assert "no array for input(s) images" in proc.stdout + proc.stderr
