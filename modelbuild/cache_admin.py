@@ -160,6 +160,12 @@ def gc(cache: Cache, repo_root: Path, max_size: int | None, max_age_s: float | N
     if not dry_run:
         for e in drop:
             _force_unlink(e.path)
+        # Step logs are named <action id>-<key[:12]>.log: keep those of surviving entries.
+        kept = {e.key[:12] for e in pinned + keep}
+        logs = cache.root / "logs"
+        for log in logs.glob("*.log") if logs.is_dir() else []:
+            if log.stem.rsplit("-", 1)[-1] not in kept and log.name != "warm-up.log":
+                _force_unlink(log)
         if cache.trees.is_dir():
             _make_writable(cache.trees)
             shutil.rmtree(cache.trees, ignore_errors=True)  # re-made on demand

@@ -3,6 +3,8 @@ another exception (hypothesis)."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,6 +37,7 @@ BASE = {"modelbuild": 1, "name": "fuzz",
         "targets": {"onnx": {"format": "onnx"}}}
 
 _DIR = Path(tempfile.mkdtemp(prefix="modelbuild-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, True)
 (_DIR / "models").mkdir()
 (_DIR / "models" / "tiny_cnn.py").write_text("")
 (_DIR / "weights").mkdir()

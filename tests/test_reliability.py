@@ -115,6 +115,8 @@ def test_cache_gc_keeps_what_lock_files_need(tiny_cnn: Path, cache_dir: Path) ->
     assert du1["bytes"] < du0["bytes"]
     ls = json.loads(run_cli(["cache", "ls", "--json"], tiny_cnn).stdout)
     assert {r["id"] for r in ls} == {"onnx_simplify", "verify[onnx]"}
+    logs = sorted(p.name.rsplit("-", 1)[0] for p in (cache_dir / "logs").glob("*.log"))
+    assert logs == ["onnx_simplify", "verify[onnx]"]  # the logs of removed entries went too
     # What the lock needs is still a cache hit.
     res = build_json(tiny_cnn)
     assert statuses(res)["onnx_simplify"] == "cached" and statuses(res)["verify[onnx]"] == "cached"
