@@ -1,4 +1,4 @@
-"""Hashing throughput: modelbuild.hashing.sha256_file and StatCache on a generated file.
+"""Hashing throughput: modelbuild.store.hashing.sha256_file and StatCache on a generated file.
 
 "cold" cannot mean a dropped page cache (that needs root); the figures are:
 
@@ -76,7 +76,7 @@ def _timed(fn: Any, *args: Any) -> tuple[float, Any]:
 
 def run(folder: Path, size: int, hit_repeat: int = 20) -> dict[str, Any]:
     """All hashing figures for a ``size``-byte file written under ``folder``."""
-    from modelbuild.hashing import StatCache, sha256_file
+    from modelbuild.store.hashing import StatCache, sha256_file
 
     path = folder / "checkpoint.bin"
     out: dict[str, Any] = {"size_bytes": size, "write_s": make_file(path, size)}

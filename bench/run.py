@@ -212,7 +212,7 @@ def print_report(results: dict[str, Any]) -> None:
         log("\n== start-up ==")
         log(table.startup_table(results))
     if "hashing" in results or "big_noop" in results:
-        log("\n== hashing (modelbuild.hashing) ==")
+        log("\n== hashing (modelbuild.store.hashing) ==")
         log(table.hashing_table(results))
         log("  cold = a file the StatCache has no entry for: every byte read and hashed (its pages"
             "\n  may be in the page cache: dropping that needs root); the 'disk' row evicts them"

@@ -60,9 +60,9 @@ class Series:
 
 
 def modelbuild_cmd() -> list[str]:
-    """The console script users run; `python -m modelbuild.cli` where it is not installed."""
+    """The console script users run; `python -m modelbuild` where it is not installed."""
     exe = Path(PYTHON).parent / "modelbuild"
-    return [str(exe)] if exe.exists() else [PYTHON, "-m", "modelbuild.cli"]
+    return [str(exe)] if exe.exists() else [PYTHON, "-m", "modelbuild"]
 
 
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:

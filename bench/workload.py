@@ -33,9 +33,9 @@ TARGETS: dict[str, dict[str, Any]] = {
 
 def known_formats() -> set[str]:
     """Formats this checkout's modelbuild accepts (the registry, not a guess)."""
-    from modelbuild.formats import FORMAT_MODULES
+    from modelbuild.registry import FORMATS
 
-    return set(FORMAT_MODULES)
+    return set(FORMATS)
 
 
 def select_targets(names: list[str], formats: set[str] | None = None
@@ -51,7 +51,7 @@ def select_targets(names: list[str], formats: set[str] | None = None
         if fmt in formats:
             kept.append(n)
         else:
-            skipped[n] = f"format {fmt!r} is not in modelbuild's FORMAT_MODULES yet"
+            skipped[n] = f"format {fmt!r} is not in modelbuild's format registry yet"
     return kept, skipped
 
 

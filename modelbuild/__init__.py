@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import BuildFailure, ModelBuildError, ParityError, PlanError, RecipeError  # noqa: E402
+from modelbuild.errors import BuildFailure, ModelBuildError, ParityError, PlanError, RecipeError  # noqa: E402
 
 __all__ = ["__version__", "ModelBuildError", "RecipeError", "PlanError", "BuildFailure",
            "ParityError"]

@@ -57,9 +57,9 @@ def write_recipe(folder: Path, targets: dict[str, Any], name: str = "model.build
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
             check: int | None = 0) -> subprocess.CompletedProcess[str]:
-    """Run `python -m modelbuild.cli ARGS` in a fresh process."""
+    """Run `python -m modelbuild ARGS` in a fresh process."""
     full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "modelbuild.cli", *args], cwd=cwd,
+    proc = subprocess.run([sys.executable, "-m", "modelbuild", *args], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=600)
     if check is not None and proc.returncode != check:
         raise AssertionError(f"modelbuild {' '.join(args)} exited {proc.returncode} "

@@ -6,7 +6,7 @@ import os
 import signal
 from typing import Any
 
-from modelbuild.steps.base import Step, StepContext
+from modelbuild.step import Step, StepContext
 
 
 class Echo(Step):

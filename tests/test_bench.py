@@ -109,9 +109,9 @@ def test_changed_artifact_is_stale_not_measured(built: Path) -> None:
 
 def test_format_without_runtime_degrades_to_a_row(built: Path, monkeypatch: pytest.MonkeyPatch,
                                                    tmp_path: Path) -> None:
-    from modelbuild import runtimes
-    from modelbuild.bench import Settings, run_bench
-    from modelbuild.recipe import load_recipe
+    from modelbuild.formats import runtime as runtimes
+    from modelbuild.bench.run import Settings, run_bench
+    from modelbuild.recipe.load import load_recipe
 
     monkeypatch.setattr(runtimes, "RUNTIME_MODULES",
                         {k: v for k, v in runtimes.RUNTIME_MODULES.items() if k != "torchscript"})
@@ -127,7 +127,7 @@ def test_format_without_runtime_degrades_to_a_row(built: Path, monkeypatch: pyte
 CRASHY = """
 import os
 
-from modelbuild.runtimes.onnxruntime_rt import load as ort_load
+from modelbuild.formats.onnx.runtime import load as ort_load
 
 
 def load(path, options, input_names, output_names):
@@ -139,9 +139,9 @@ def load(path, options, input_names, output_names):
 
 def test_a_crashing_runtime_costs_only_its_row(built: Path, monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
-    from modelbuild import runtimes
-    from modelbuild.bench import Settings, run_bench
-    from modelbuild.recipe import load_recipe
+    from modelbuild.formats import runtime as runtimes
+    from modelbuild.bench.run import Settings, run_bench
+    from modelbuild.recipe.load import load_recipe
 
     (tmp_path / "crashy_rt.py").write_text(CRASHY)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the worker imports it from there
@@ -171,9 +171,9 @@ def load(path, options, input_names, output_names):
 
 def test_a_runtime_that_cannot_run_here_is_no_runtime_not_failed(
         built: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from modelbuild import runtimes
-    from modelbuild.bench import Settings, run_bench
-    from modelbuild.recipe import load_recipe
+    from modelbuild.formats import runtime as runtimes
+    from modelbuild.bench.run import Settings, run_bench
+    from modelbuild.recipe.load import load_recipe
 
     (tmp_path / "spec_only_rt.py").write_text(SPEC_ONLY)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
@@ -188,7 +188,7 @@ def test_a_runtime_that_cannot_run_here_is_no_runtime_not_failed(
 
 
 def test_the_cli_process_does_not_import_torch(built: Path) -> None:
-    code = ("import sys; from modelbuild.cli import main; "
+    code = ("import sys; from modelbuild.commands.main import main; "
             "rc = main(['bench', 'onnx', '--json', '--force', '--runs', '3', '--warmup', '0']); "
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr); "
             "sys.exit(rc)")

@@ -26,13 +26,13 @@ def test_select_targets_leaves_out_formats_modelbuild_lacks() -> None:
                                              formats={"onnx", "torchscript"})
     assert kept == ["onnx", "onnx-fp16", "onnx-int8", "torchscript"]
     assert set(left_out) == {"tflite", "openvino"}
-    assert "FORMAT_MODULES" in left_out["tflite"]
+    assert "format registry" in left_out["tflite"]
     with pytest.raises(SystemExit):
         workload.select_targets(["onnx", "coreml-ish"])
 
 
 def test_workload_recipe_validates_and_carries_the_switches(tmp_path: Path) -> None:
-    from modelbuild.recipe import load_recipe
+    from modelbuild.recipe.load import load_recipe
 
     kept, _ = workload.select_targets(list(workload.TARGETS))
     ws = workload.copy_example(tmp_path / "ws")

@@ -31,7 +31,7 @@ def built(result: dict) -> set[str]:
 def test_full_example_builds_verifies_and_publishes(tiny_cnn: Path) -> None:
     res = build_json(tiny_cnn)
     assert res["ok"], res
-    from modelbuild.recipe import load_recipe
+    from modelbuild.recipe.load import load_recipe
 
     every = set(load_recipe(tiny_cnn / "model.build.yaml").targets)
     assert {"onnx", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic", "onnx-ort", "torchscript",
@@ -61,7 +61,7 @@ def test_noop_build_caches_everything_and_imports_no_framework(tiny_cnn: Path) -
     write_recipe(tiny_cnn, SMALL)
     build_json(tiny_cnn)
     lock_before = (tiny_cnn / "model.build.lock").read_bytes()
-    code = ("import json, sys; from modelbuild.cli import main; rc = main(['build', '--json']); "
+    code = ("import json, sys; from modelbuild.commands.main import main; rc = main(['build', '--json']); "
             f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr); "
             "sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tiny_cnn, capture_output=True,
@@ -123,11 +123,11 @@ def test_plan_explains_why(tiny_cnn: Path) -> None:
 
 
 def test_tool_version_change_changes_the_key(tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelbuild.cache import Cache
-    from modelbuild.engine import Engine
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
-    from modelbuild.steps import base
+    from modelbuild.store.cache import Cache
+    from modelbuild.engine.scheduler import Engine
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
+    from modelbuild import step as base
 
     write_recipe(tiny_cnn, SMALL)
     build_json(tiny_cnn)
@@ -255,10 +255,10 @@ def test_missing_checkpoint_is_a_recipe_error(tiny_cnn: Path) -> None:
 
 def test_a_worker_imports_torch_once_for_all_its_actions(tiny_cnn: Path) -> None:
     """Workers are reused: with -j 1 every torch step runs in the same process."""
-    from modelbuild.cache import Cache
-    from modelbuild.engine import Engine
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.store.cache import Cache
+    from modelbuild.engine.scheduler import Engine
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     write_recipe(tiny_cnn, SMALL)
     recipe = load_recipe(tiny_cnn / "model.build.yaml")
@@ -277,7 +277,7 @@ def test_fast_noop_path_is_right_about_touches_and_deletions(tiny_cnn: Path) -> 
     build_json(tiny_cnn)
     ckpt = tiny_cnn / "weights" / "tiny_cnn.safetensors"
     os.utime(ckpt, (5, 5))
-    code = ("import json, sys; from modelbuild.cli import main; rc = main(['build', '--json']); "
+    code = ("import json, sys; from modelbuild.commands.main import main; rc = main(['build', '--json']); "
             "print(json.dumps([m for m in ('networkx', 'jsonschema', 'yaml') "
             "if m in sys.modules]), file=sys.stderr); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tiny_cnn, capture_output=True,

@@ -48,7 +48,7 @@ SPEC = {"name": "images", "shape": [1, 3, 16, 16], "dtype": "float32", "dynamic"
 def test_unsupported_settings_are_recipe_errors(tiny_cnn: Path, target: dict[str, Any],
                                                 key: str, words: str) -> None:
     from modelbuild.errors import RecipeError
-    from modelbuild.recipe import load_recipe
+    from modelbuild.recipe.load import load_recipe
 
     path = write_recipe(tiny_cnn, {"c": target})
     with pytest.raises(RecipeError) as info:
@@ -59,7 +59,7 @@ def test_unsupported_settings_are_recipe_errors(tiny_cnn: Path, target: dict[str
 
 def test_sources_coreml_cannot_take(tiny_cnn: Path) -> None:
     from modelbuild.errors import RecipeError
-    from modelbuild.recipe import load_recipe
+    from modelbuild.recipe.load import load_recipe
 
     onnx_src = {"framework": "onnx", "model": "model.onnx"}
     (tiny_cnn / "model.onnx").write_bytes(b"")
@@ -71,8 +71,8 @@ def test_sources_coreml_cannot_take(tiny_cnn: Path) -> None:
 
 
 def test_plan_shares_the_trace_with_torchscript_targets(tiny_cnn: Path) -> None:
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     recipe = load_recipe(write_recipe(tiny_cnn, {
         "ts": {"format": "torchscript", "method": "trace"}, "c16": FP16, "c8": INT8,
@@ -108,8 +108,8 @@ def trace_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _convert(trace: Path, out: Path, **params: Any) -> Path:
-    from modelbuild.steps.base import StepContext
-    from modelbuild.steps.coreml_from_torch import STEP
+    from modelbuild.step import StepContext
+    from modelbuild.formats.coreml.coreml_from_torch import STEP
 
     p = {"precision": "fp16", "method": "trace", "deployment_target": "iOS15",
          "ranges": {"batch": [1, 16]}, "inputs": [SPEC], "outputs": ["logits"], **params}
@@ -139,7 +139,7 @@ def _sets() -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
 @needs_coremltools
 def test_fp16_package_is_reproducible_and_keeps_float32_io(trace_file: Path,
                                                            tmp_path: Path) -> None:
-    from modelbuild.runtimes import load_runner
+    from modelbuild.formats.runtime import load_runner
 
     a = _convert(trace_file, tmp_path / "a")
     b = _convert(trace_file, tmp_path / "b")
@@ -160,7 +160,7 @@ def test_fp16_package_is_reproducible_and_keeps_float32_io(trace_file: Path,
 @needs_coremltools
 @off_macos
 def test_spec_check_finds_what_does_not_match(trace_file: Path, tmp_path: Path) -> None:
-    from modelbuild.runtimes import load_runner
+    from modelbuild.formats.runtime import load_runner
 
     fp32 = _convert(trace_file, tmp_path / "fp32", precision="fp32")
     fixed = _convert(trace_file, tmp_path / "fixed", inputs=[dict(SPEC, dynamic={})])
@@ -194,8 +194,8 @@ def test_spec_check_finds_what_does_not_match(trace_file: Path, tmp_path: Path) 
 @needs_coremltools
 def test_int8_quantizes_weights_or_says_why_not(trace_file: Path, tmp_path: Path) -> None:
     from modelbuild.errors import StepError
-    from modelbuild.runtimes import load_runner
-    from modelbuild.steps.coreml_from_torch import QUANT_OPS, count_ops
+    from modelbuild.formats.runtime import load_runner
+    from modelbuild.formats.coreml.layout import QUANT_OPS, count_ops
 
     out = _convert(trace_file, tmp_path / "q", precision="int8", deployment_target="iOS16",
                    quantize={"weight_threshold": 0})
@@ -212,7 +212,7 @@ def test_int8_quantizes_weights_or_says_why_not(trace_file: Path, tmp_path: Path
 @needs_coremltools
 def test_image_input_takes_one_picture_with_scale_and_bias(trace_file: Path,
                                                            tmp_path: Path) -> None:
-    from modelbuild.runtimes import load_runner
+    from modelbuild.formats.runtime import load_runner
 
     image = {"input": "images", "scale": 1 / 255, "bias": [0.0], "color_layout": "RGB"}
     out = _convert(trace_file, tmp_path / "img", image=image)

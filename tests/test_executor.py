@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from modelbuild.cache import Cache
-from modelbuild.engine import Engine
-from modelbuild.plan import Action, FileRef, Plan, TargetPlan, _assign_ids
-from modelbuild.steps import register
+from modelbuild.store.cache import Cache
+from modelbuild.engine.scheduler import Engine
+from modelbuild.engine.plan import Action, FileRef, Plan, TargetPlan, _assign_ids
+from modelbuild.step import register
 
 register("fake_echo", "tests.fake_steps")
 

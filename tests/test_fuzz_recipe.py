@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelbuild.errors import ModelBuildError
-from modelbuild.recipe import Recipe, load_recipe
+from modelbuild.recipe.load import Recipe, load_recipe
 
 KEYS = ["modelbuild", "name", "extends", "source", "inputs", "outputs", "opset", "verify",
         "targets", "output_dir", "framework", "model", "checkpoint", "args", "shape", "dtype",

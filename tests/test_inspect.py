@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import built_example, run_cli
 
 from modelbuild.errors import UsageError
-from modelbuild.inspect_artifact import detect, inspect_path
+from modelbuild.formats.inspect import detect, inspect_path
 
 TORCH_PARAMS, FOLDED_PARAMS = 1578, 1562
 
@@ -113,7 +113,7 @@ def convert_and_inspect(tmp_path: Path, script: str, *paths: str) -> list[dict[s
     torch and TensorFlow) are imported once, and never into the test process."""
     make(tmp_path, script + textwrap.dedent(f"""
         import json
-        from modelbuild.inspect_artifact import inspect_path
+        from modelbuild.formats.inspect import inspect_path
         with open("info.json", "w") as f:
             json.dump([inspect_path(p).to_json() for p in {list(paths)!r}], f)
     """))
@@ -187,7 +187,12 @@ def test_coreml_mlpackage(built: Path, tmp_path: Path) -> None:
     assert info["metadata"]["description"] == "tiny cnn"
 
 
-def test_cli_format_choices_match_the_readers() -> None:
-    from modelbuild import cli_inspect, inspect_artifact
+def test_every_inspectable_format_has_a_reader() -> None:
+    import importlib
 
-    assert cli_inspect.FORMATS == inspect_artifact.FORMATS
+    from modelbuild.registry import FORMATS, inspectable
+
+    assert set(inspectable()) == {"onnx", "tflite", "openvino", "torchscript", "coreml",
+                                  "savedmodel"}
+    for name in inspectable():
+        assert callable(importlib.import_module(f"{FORMATS[name].package}.inspect").inspect)

@@ -19,8 +19,8 @@ FP32 = {"format": "onnx", "precision": "fp32"}
 
 def test_bf16_is_valid_recipe_but_cannot_be_planned(tiny_cnn: Path) -> None:
     from modelbuild.errors import PlanError
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     recipe = load_recipe(write_recipe(tiny_cnn, {"onnx": FP32, "onnx-bf16": BF16}))
     plan = make_plan(recipe)

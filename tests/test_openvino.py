@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import build_json, statuses, write_recipe
 
 if TYPE_CHECKING:
-    from modelbuild.plan import Plan
+    from modelbuild.engine.plan import Plan
 
 # Builds need the toolchain; the plan-time tests below do not.
 needs_openvino = pytest.mark.skipif(
@@ -60,8 +60,8 @@ def test_every_precision_builds_verifies_and_shares_the_export(tiny_cnn: Path) -
 
 @needs_openvino
 def test_runner_takes_dynamic_batch_and_runs_int8_kernels(tiny_cnn: Path) -> None:
-    from modelbuild.formats import openvino as fmt
-    from modelbuild.runtimes import load_runner
+    from modelbuild.formats.openvino import target as fmt
+    from modelbuild.formats.runtime import load_runner
 
     write_recipe(tiny_cnn, {"ov-int8": OV8}, verify={"enabled": False})
     assert build_json(tiny_cnn)["ok"]
@@ -111,8 +111,8 @@ def test_text_classifier_int64_inputs_dynamic_batch_and_sequence(text_classifier
 
 
 def _plan(folder: Path, targets: dict, monkeypatch: pytest.MonkeyPatch, missing: str) -> Plan:
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     write_recipe(folder, targets)
     recipe = load_recipe(folder / "model.build.yaml")
@@ -145,7 +145,7 @@ def test_missing_nncf_fails_int8_only(tiny_cnn: Path, monkeypatch: pytest.Monkey
 
 def test_int8_settings_on_a_float_target_are_a_recipe_error(tiny_cnn: Path) -> None:
     from modelbuild.errors import RecipeError
-    from modelbuild.recipe import load_recipe
+    from modelbuild.recipe.load import load_recipe
 
     write_recipe(tiny_cnn, {"ov": {"format": "openvino", "precision": "fp16",
                                    "calibration": {"data": "data/calib.npz"}}})
@@ -156,7 +156,7 @@ def test_int8_settings_on_a_float_target_are_a_recipe_error(tiny_cnn: Path) -> N
 
 
 def test_nncf_version_enters_the_key_of_int8_only() -> None:
-    from modelbuild.steps import get_step
+    from modelbuild.step import get_step
 
     step = get_step("openvino_from_onnx")
     assert set(step.tool_versions({"precision": "fp16"})) == {"openvino"}

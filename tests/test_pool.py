@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 
-from modelbuild.pool import Pool, Worker, missing_cost
+from modelbuild.engine.pool import Pool, Worker, missing_cost
 
 
 def fake(loaded: set[str], job: str | None = None, warming: set[str] | None = None) -> Worker:

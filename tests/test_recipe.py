@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from modelbuild.errors import RecipeError
-from modelbuild.recipe import load_recipe
-from modelbuild.schema import SCHEMA_PATH, schema_text
+from modelbuild.recipe.load import load_recipe
+from modelbuild.recipe.schema import SCHEMA_PATH, schema_text
 from tests.conftest import EXAMPLES, run_cli
 
 GOOD = """\

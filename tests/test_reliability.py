@@ -33,7 +33,7 @@ def no_partial_files(folder: Path) -> None:
 def clean_build_digests(folder: Path, cache: Path) -> dict[str, str]:
     """Digests of a from-scratch build of the same folder (other cache, same paths)."""
     env = dict(os.environ, MODELBUILD_CACHE=str(cache))
-    proc = subprocess.run([sys.executable, "-m", "modelbuild.cli", "build", "--json", "--force"],
+    proc = subprocess.run([sys.executable, "-m", "modelbuild", "build", "--json", "--force"],
                           cwd=folder, env=env, check=True, capture_output=True, text=True)
     return {k: t["digest"] for k, t in json.loads(proc.stdout)["targets"].items()}
 
@@ -43,7 +43,7 @@ def test_sigkill_at_any_point_leaves_no_partial_entry(tiny_cnn: Path, point: str
                                                       tmp_path: Path) -> None:
     write_recipe(tiny_cnn, TARGETS)
     env = dict(os.environ, MODELBUILD_FAULT=point)
-    proc = subprocess.run([sys.executable, "-m", "modelbuild.cli", "build", "-j", "2"],
+    proc = subprocess.run([sys.executable, "-m", "modelbuild", "build", "-j", "2"],
                           cwd=tiny_cnn, env=env, capture_output=True, text=True,
                           start_new_session=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr[-2000:])
@@ -62,7 +62,7 @@ def test_sigkill_at_any_point_leaves_no_partial_entry(tiny_cnn: Path, point: str
 
 def test_concurrent_builds_share_the_work(tiny_cnn: Path) -> None:
     write_recipe(tiny_cnn, TARGETS)
-    procs = [subprocess.Popen([sys.executable, "-m", "modelbuild.cli", "build", "--json", "-j", "2"],
+    procs = [subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "--json", "-j", "2"],
                               cwd=tiny_cnn, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(3)]
     results = []

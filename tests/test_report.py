@@ -76,14 +76,14 @@ def test_no_bench_writes_a_report_without_measuring(built: Path, tmp_path: Path,
 
 
 def _plan(folder: Path):  # type: ignore[no-untyped-def]
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     return make_plan(load_recipe(folder / "model.build.yaml"))
 
 
 def test_graph_layout_reads_left_to_right_without_overlaps(built: Path) -> None:
-    from modelbuild.graph_draw import layout
+    from modelbuild.report.plot_graph import layout
 
     plan = _plan(built)
     pos = layout(plan)
@@ -101,7 +101,7 @@ def test_graph_layout_reads_left_to_right_without_overlaps(built: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["png", "svg"])
 def test_graph_draw_writes_png_and_svg(built: Path, tmp_path: Path, fmt: str) -> None:
-    from modelbuild.graph_draw import draw
+    from modelbuild.report.plot_graph import draw
 
     path = draw(_plan(built), fmt, tmp_path / f"g.{fmt}")
     data = path.read_bytes()

@@ -123,7 +123,7 @@ def test_channels_last_inputs_and_outputs_come_back_in_the_source_layout(
     assert layout("savedmodel-nchw")["seq"] == [0, 2, 1]
 
     # The .tflite file carries the same map (LiteRT here: TensorFlow stays out of pytest).
-    from modelbuild.runtimes import load_runner
+    from modelbuild.formats.runtime import load_runner
 
     r = load_runner(Path(res["targets"]["tflite"]["path"]), {"runtime": "tflite"},
                     ["x", "seq"], ["fm", "y"])
@@ -140,8 +140,8 @@ def test_channels_last_inputs_and_outputs_come_back_in_the_source_layout(
 def _plan_error(folder: Path, targets: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
                 missing: str | None = None) -> Exception:
     from modelbuild.errors import RecipeError
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     write_recipe(folder, targets)
     if missing is not None:
@@ -182,8 +182,8 @@ def test_keep_nchw_must_name_an_input_with_a_channel_axis(text_classifier: Path,
 
 
 def test_keep_nchw_spellings_with_one_outcome_plan_one_onnx2tf_action(tiny_cnn: Path) -> None:
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     write_recipe(tiny_cnn, {"a": {**SM, "keep_nchw": True}, "b": {**SM, "keep_nchw": ["images"]},
                             "c": SM, "d": {**SM, "keep_nchw": False}})

@@ -30,7 +30,7 @@ def _have_gpu_and_trt() -> str | None:
         import tensorrt  # noqa: F401  (the bindings alone fail without NVIDIA's libraries)
     except Exception as exc:
         return f"TensorRT does not import: {exc}"
-    from modelbuild import gpu
+    from modelbuild.formats.tensorrt import gpu
 
     if gpu.probe() is None:
         return f"no NVIDIA GPU ({gpu.describe_missing()})"
@@ -43,8 +43,8 @@ _SKIP = _have_gpu_and_trt()
 @pytest.fixture
 def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Pretend this machine has a GPU (and TensorRT), without importing anything."""
-    from modelbuild import gpu
-    from modelbuild.formats import tensorrt as fmt
+    from modelbuild.formats.tensorrt import gpu
+    from modelbuild.formats.tensorrt import target as fmt
 
     state = {"info": gpu.GpuInfo(**H100)}
     monkeypatch.setattr(gpu, "probe", lambda: state["info"])
@@ -55,7 +55,7 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Any:
 # -- optimization profiles ----------------------------------------------------------------
 
 def test_profiles_derive_from_dynamic_axes() -> None:
-    from modelbuild.formats.tensorrt import axis_ranges, derive_profiles
+    from modelbuild.formats.tensorrt.target import axis_ranges, derive_profiles
 
     specs = [{"name": "ids", "shape": [2, 16], "dynamic": {"0": "batch", "1": "seq"}},
              {"name": "mask", "shape": [2, 16], "dynamic": {"0": "batch", "1": "seq"}},
@@ -67,7 +67,7 @@ def test_profiles_derive_from_dynamic_axes() -> None:
     assert prof["mask"] == prof["ids"]  # a shared axis name has one range
     assert "scale" not in prof  # static inputs need no profile
     # The default max covers the second size verification tries (alt_size).
-    from modelbuild.inputs import alt_size
+    from modelbuild.parity.inputs import alt_size
 
     for n in (1, 2, 7, 64, 1000):
         r = axis_ranges([{"name": "x", "shape": [n], "dynamic": {"0": "b"}}], {})["b"]
@@ -86,7 +86,7 @@ def test_profiles_derive_from_dynamic_axes() -> None:
 def test_bad_settings_are_recipe_errors(tiny_cnn: Path, target: dict[str, Any], key: str,
                                         words: str) -> None:
     from modelbuild.errors import RecipeError
-    from modelbuild.recipe import load_recipe
+    from modelbuild.recipe.load import load_recipe
 
     with pytest.raises(RecipeError) as info:
         load_recipe(write_recipe(tiny_cnn, {"t": target}))
@@ -110,7 +110,7 @@ else:
 
 def test_gpu_probe_reads_nvidia_smi_once_and_honours_visible_devices(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelbuild import gpu
+    from modelbuild.formats.tensorrt import gpu
 
     log = tmp_path / "calls.txt"
     _fake_nvidia_smi(tmp_path, log)
@@ -136,10 +136,10 @@ def test_gpu_probe_reads_nvidia_smi_once_and_honours_visible_devices(
 
 def test_key_holds_tensorrt_gpu_compute_capability_and_cuda(
         fake_gpu: Any, tmp_path: Path) -> None:
-    from modelbuild import gpu
-    from modelbuild.engine import action_key, key_ingredients
-    from modelbuild.plan import Action
-    from modelbuild.steps import tensorrt_from_onnx as step
+    from modelbuild.formats.tensorrt import gpu
+    from modelbuild.engine.scheduler import action_key, key_ingredients
+    from modelbuild.engine.plan import Action
+    from modelbuild.formats.tensorrt import tensorrt_from_onnx as step
 
     action = Action("u1", "tensorrt_from_onnx", {"precision": "fp16"}, {"model": "u0"})
     tools = step.STEP.tool_versions(action.params)
@@ -159,8 +159,8 @@ def test_key_holds_tensorrt_gpu_compute_capability_and_cuda(
 
 
 def test_plan_builds_from_the_shared_onnx(fake_gpu: Any, tiny_cnn: Path) -> None:
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     recipe = load_recipe(write_recipe(tiny_cnn, {
         "onnx": ONNX, "trt": dict(TRT16, profiles={"batch": {"opt": 4, "max": 8}}),
@@ -183,9 +183,9 @@ def test_plan_builds_from_the_shared_onnx(fake_gpu: Any, tiny_cnn: Path) -> None
 
 
 def test_bf16_needs_ampere(fake_gpu: Any, tiny_cnn: Path) -> None:
-    from modelbuild import gpu
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.formats.tensorrt import gpu
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     recipe = load_recipe(write_recipe(tiny_cnn, {"trt": {"format": "tensorrt",
                                                          "precision": "bf16"}}))
@@ -197,10 +197,10 @@ def test_bf16_needs_ampere(fake_gpu: Any, tiny_cnn: Path) -> None:
 
 def test_gpu_without_tensorrt_names_the_extra(monkeypatch: pytest.MonkeyPatch,
                                               tiny_cnn: Path) -> None:
-    from modelbuild import gpu
+    from modelbuild.formats.tensorrt import gpu
     from modelbuild.errors import MissingToolchainError
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed here")
@@ -260,7 +260,7 @@ def test_engine_builds_verifies_and_reuses_timing_cache(tiny_cnn: Path, cache_di
 def test_runner_respects_the_profile(tiny_cnn: Path) -> None:
     import numpy as np
 
-    from modelbuild.runtimes import load_runner
+    from modelbuild.formats.runtime import load_runner
 
     write_recipe(tiny_cnn, {"trt": dict(TRT16, profiles={"batch": {"max": 4}})},
                  verify={"enabled": False})
@@ -380,8 +380,8 @@ class _FakeTensorRT:
 def _run_trt_step(tmp_path: Path, files: dict[str, Path], **params: Any) -> Path:
     import logging
 
-    from modelbuild.steps.base import StepContext
-    from modelbuild.steps.tensorrt_from_onnx import STEP
+    from modelbuild.step import StepContext
+    from modelbuild.formats.tensorrt.tensorrt_from_onnx import STEP
 
     out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
     (out / "work").mkdir(parents=True)
@@ -396,8 +396,8 @@ def test_step_drives_the_builder_api(fake_gpu: Any, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
-    from modelbuild.runtimes import tensorrt_rt
-    from modelbuild.steps.tensorrt_from_onnx import timing_cache_path
+    from modelbuild.formats.tensorrt import runtime as tensorrt_rt
+    from modelbuild.formats.tensorrt.tensorrt_from_onnx import timing_cache_path
 
     trt = _FakeTensorRT()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
@@ -437,7 +437,8 @@ def test_runner_drives_the_runtime_api(tmp_path: Path, monkeypatch: pytest.Monke
 
     import numpy as np
 
-    from modelbuild.runtimes import load_runner, tensorrt_rt
+    from modelbuild.formats.runtime import load_runner
+    from modelbuild.formats.tensorrt import runtime as tensorrt_rt
 
     memory: dict[int, np.ndarray] = {}
 

@@ -88,8 +88,8 @@ def test_savedmodel_and_tflite_targets_share_one_onnx2tf_action(
 def test_int8_file_takes_int8_and_the_runner_quantizes(built: tuple[Path, dict[str, Any]]) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from modelbuild.formats import tflite as fmt
-    from modelbuild.runtimes import load_runner
+    from modelbuild.formats.tflite import target as fmt
+    from modelbuild.formats.runtime import load_runner
 
     folder, res = built
     path = Path(res["targets"]["tflite-int8"]["path"])
@@ -121,7 +121,7 @@ def test_int8_file_takes_int8_and_the_runner_quantizes(built: tuple[Path, dict[s
 def test_keep_nchw_keeps_channel_first_inputs(built: tuple[Path, dict[str, Any]]) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from modelbuild.runtimes import load_runner
+    from modelbuild.formats.runtime import load_runner
 
     _, res = built
     shapes = {}
@@ -160,8 +160,8 @@ def test_precision_change_rebuilds_only_the_tflite_step(
 
 def _plan(folder: Path, targets: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
           missing: str | None = None, **overrides: Any) -> Any:
-    from modelbuild.plan import make_plan
-    from modelbuild.recipe import load_recipe
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.recipe.load import load_recipe
 
     write_recipe(folder, targets, **overrides)
     if missing is not None:

@@ -1,13 +1,17 @@
-"""Target formats, one module each.
+"""Target formats, one folder each (see ``modelbuild.registry`` for the table).
 
-A format module defines:
+A format folder ``modelbuild/formats/<name>/`` holds:
 
-    Target      a kw_only dataclass (subclass of TargetBase) with the target's typed params
-    check(recipe, name, target)   raise RecipeError for what no converter supports
-    plan(planner, name, target)   add the actions that build it; return the artifact's uid
-    runner(target)                options for running the artifact (verify, bench)
+    target.py     Target (a kw_only dataclass, subclass of TargetBase) with the typed params;
+                  check(recipe, name, target): refuse what no converter supports;
+                  plan(planner, name, target): add the actions; return the artifact's uid;
+                  runner(target): options for running the artifact (verify, bench)
+    <x>_from_<y>.py   its converter steps, one module each (heavy imports inside run)
+    runtime.py    load(path, options, inputs, outputs) -> Runner
+    inspect.py    inspect(path) -> ArtifactInfo
+    layout.py     what it writes on disk, where more than one of the above reads it
 
-Modules are imported lazily and must stay light: heavy imports live in steps.
+Target modules are imported lazily and must stay light.
 """
 
 from __future__ import annotations
@@ -16,19 +20,11 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-FORMAT_MODULES: dict[str, str] = {
-    "onnx": f"{__name__}.onnx",
-    "torchscript": f"{__name__}.torchscript",
-    "coreml": f"{__name__}.coreml",
-    "tensorrt": f"{__name__}.tensorrt",
-    "savedmodel": f"{__name__}.savedmodel",
-    "tflite": f"{__name__}.tflite",
-    "openvino": f"{__name__}.openvino",
-}
+from modelbuild.registry import FORMATS
 
 
 def format_module(fmt: str) -> ModuleType:
-    return importlib.import_module(FORMAT_MODULES[fmt])
+    return importlib.import_module(f"{FORMATS[fmt].package}.target")
 
 
 def target_class(fmt: str) -> type:
@@ -39,4 +35,4 @@ def check_target(recipe: Any, name: str, target: Any) -> None:
     format_module(target.format).check(recipe, name, target)
 
 
-__all__ = ["FORMAT_MODULES", "format_module", "target_class", "check_target"]
+__all__ = ["FORMATS", "check_target", "format_module", "target_class"]

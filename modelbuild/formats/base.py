@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..params import field
-from ..recipe_model import TargetVerify
+from modelbuild.params import field
+from modelbuild.recipe.model import TargetVerify
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +31,7 @@ def require(module: str, toolchain: str, extra: str, key_path: str | None = None
     Uses importlib.util.find_spec, so nothing heavy is imported."""
     import importlib.util
 
-    from ..errors import MissingToolchainError
+    from modelbuild.errors import MissingToolchainError
 
     try:
         found = importlib.util.find_spec(module) is not None

@@ -1,0 +1,136 @@
+"""The no-op fast path: answer "nothing to do" from one state file and a few stats.
+
+After a build in which every requested target was built or cached and
+published, we record the stat stamp (size, mtime, inode, ctime) of everything the
+result depends on: the recipe and the files it extends, every source file the
+plan reads (and their folders, so a new code file counts), the lockfile, the
+published files, the cache entries and objects behind them, modelbuild's own code
+and the folders on sys.path (installing or upgrading a package changes them, and
+with them the tool versions in the keys). The next `build` with the same
+arguments checks those stamps first; if none changed, nothing can have changed
+the plan's keys, and it prints the recorded result without loading YAML, the
+schema, networkx or any ML framework. Any difference falls back to the full
+planner, which is always right on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from modelbuild import __version__
+from modelbuild.store.hashing import atomic_write_bytes, digest_json, sha256_file
+
+_PKG = Path(__file__).resolve().parent.parent  # the modelbuild package
+
+
+def _stamp(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+def _env_paths() -> list[str]:
+    # The working folder (sys.path[0] under `python -m`) changes with every file written
+    # beside the recipe; what is imported from it is stamped as a code input anyway.
+    cwd = os.getcwd()
+    paths = [p for p in sys.path if p and p != cwd and os.path.isdir(p)]
+    for root, dirs, files in os.walk(_PKG):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        paths.append(root)
+        paths.extend(os.path.join(root, f) for f in files if f.endswith((".py", ".yaml")))
+    return paths
+
+
+def state_file(cache_root: Path, recipe_path: Path, targets: list[str]) -> Path:
+    ident = digest_json({"recipe": str(recipe_path), "targets": sorted(targets),
+                         "version": __version__})
+    return cache_root / "state" / f"noop-{ident[:24]}.json"
+
+
+def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, Any] | None:
+    """The recorded result if nothing it depends on changed, else None."""
+    try:
+        data = json.loads(state_file(cache_root, recipe_path, targets).read_text())
+    except (OSError, ValueError):
+        return None
+    stamps: dict[str, Any] = data.get("stamps", {})
+    digests: dict[str, str] = data.get("digests", {})
+    restamped = False
+    for path, stamp in stamps.items():
+        now = _stamp(path)
+        if now == stamp:
+            continue
+        # A touched input (new mtime, same bytes) is still a no-op: hash it, as
+        # ninja's restat would, and remember the new stamp.
+        if path not in digests or now is None or sha256_file(path) != digests[path]:
+            return None
+        stamps[path] = now
+        restamped = True
+    if sorted(stamps) != sorted(set(stamps) | set(_env_paths())):
+        return None  # a new module or sys.path entry appeared
+    if "gpu" in data and data["gpu"] != _gpu_fields():
+        return None  # another GPU, driver or CUDA: TensorRT keys would differ
+    if restamped:
+        atomic_write_bytes(state_file(cache_root, recipe_path, targets), json.dumps(data).encode())
+    return data.get("result")
+
+
+def _gpu_fields() -> dict[str, Any]:
+    from modelbuild.formats.tensorrt.gpu import probe
+
+    info = probe()
+    return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "gpu": info.key_fields() if info else None}
+
+
+def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
+    """Remember a clean result (call only when every target was built or cached and ok).
+
+    ``asked`` is the command line's target list (empty: all), which names the state."""
+    from modelbuild.engine.plan import FileRef
+
+    paths: set[str] = {str(f) for f in plan.recipe.files}
+    digests: dict[str, str] = {}
+    needed = plan.needed(list(result.targets))
+    for uid in needed:
+        a = plan.actions[uid]
+        for ref in a.inputs.values():
+            if isinstance(ref, FileRef):
+                paths.add(ref.path)
+                paths.add(os.path.dirname(ref.path))
+                if os.path.isfile(ref.path):
+                    digests[ref.path] = cache.stat.digest(ref.path)
+    for r in result.actions:
+        if r.key:
+            paths.add(str(cache.action_path(r.key)))
+        if r.output is not None:
+            objs = [r.output.digest] if r.output.kind == "file" else \
+                list((r.output.manifest or {}).values())
+            paths.update(str(cache.object_path(d)) for d in objs)
+    from modelbuild.store.lockfile import lock_path
+
+    paths.add(str(lock_path(plan.recipe)))
+    for t in result.targets.values():
+        if t.path:
+            p = Path(t.path)
+            root = p if p.is_dir() else p.parent
+            paths.add(str(root))
+            for dirpath, _, files in os.walk(root):
+                paths.add(dirpath)
+                paths.update(os.path.join(dirpath, f) for f in files)
+    paths.update(_env_paths())
+    out = result.to_json()
+    for a in out["actions"]:
+        a["status"], a["seconds"] = "cached", 0.0
+    data: dict[str, Any] = {"stamps": {p: _stamp(p) for p in sorted(paths)}, "digests": digests,
+                            "result": out}
+    if any(plan.actions[u].step == "tensorrt_from_onnx" for u in needed):
+        data["gpu"] = _gpu_fields()
+    atomic_write_bytes(state_file(cache.root, plan.recipe.path, asked),
+                       json.dumps(data).encode())

@@ -1,0 +1,280 @@
+"""Recipe → a DAG of immutable actions.
+
+The planner decides everything; the executor only runs. Shared intermediates
+are one node, so the ONNX export feeds every ONNX-derived target once:
+
+    make_inputs ──────────────┬────────────────────────┐
+    reference (source model) ─┼────────────────────┐   │
+    onnx_from_torch ─ onnx_simplify ─┬─ onnx_fp16 ─ verify[onnx-fp16]
+                                     ├─ onnx_int8 ─ verify[onnx-int8]
+                                     └──────────── verify[onnx]
+    torchscript_from_torch ─────────────────────── verify[torchscript]
+
+An action's structural uid hashes its step, params and upstream uids; its
+content key (computed at build time, see engine.py) hashes input *bytes*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from modelbuild.errors import ModelBuildError, PlanError, RecipeError
+from modelbuild.formats import format_module
+from modelbuild.store.hashing import digest_json
+from modelbuild.params import to_mapping
+from modelbuild.recipe.load import Recipe
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A source file (checkpoint, code, data) that enters the key by content."""
+
+    path: str  # absolute
+
+
+Ref = Union[str, FileRef]  # an upstream action uid, or a file
+
+
+@dataclass
+class Action:
+    uid: str
+    step: str
+    params: dict[str, Any]
+    inputs: dict[str, Ref]
+    targets: list[str] = field(default_factory=list)
+    id: str = ""
+
+    @property
+    def deps(self) -> list[str]:
+        return [r for r in self.inputs.values() if isinstance(r, str)]
+
+
+@dataclass
+class TargetPlan:
+    name: str
+    format: str
+    precision: str
+    artifact: str  # uid
+    verify: str | None  # uid
+    output_name: str
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    actions: dict[str, Action]
+    targets: dict[str, TargetPlan]
+    errors: dict[str, ModelBuildError]  # targets that cannot be planned (missing toolchain, ...)
+
+    def order(self) -> list[str]:
+        """Actions in a deterministic topological order (recipe order breaks ties)."""
+        import networkx as nx
+
+        g = self.graph()
+        index = {uid: i for i, uid in enumerate(self.actions)}
+        return list(nx.lexicographical_topological_sort(g, key=lambda u: index[u]))
+
+    def graph(self) -> Any:
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for uid, a in self.actions.items():
+            g.add_node(uid, action=a)
+            for d in a.deps:
+                g.add_edge(d, uid)
+        return g
+
+    def needed(self, targets: list[str]) -> list[str]:
+        """Uids needed by ``targets``, in build order."""
+        want: set[str] = set()
+        stack = []
+        for t in targets:
+            tp = self.targets[t]
+            stack.append(tp.artifact)
+            if tp.verify:
+                stack.append(tp.verify)
+        while stack:
+            uid = stack.pop()
+            if uid in want:
+                continue
+            want.add(uid)
+            stack.extend(self.actions[uid].deps)
+        return [u for u in self.order() if u in want]
+
+    def by_id(self) -> dict[str, Action]:
+        return {a.id: a for a in self.actions.values()}
+
+
+class Planner:
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.actions: dict[str, Action] = {}
+
+    # -- building blocks ---------------------------------------------------
+    def add(self, step: str, params: dict[str, Any], inputs: dict[str, Ref], target: str) -> str:
+        params = to_mapping(params)
+        uid = digest_json({"step": step, "params": params,
+                           "inputs": {k: (v if isinstance(v, str) else {"file": v.path})
+                                      for k, v in inputs.items()}})[:16]
+        a = self.actions.get(uid)
+        if a is None:
+            a = self.actions[uid] = Action(uid, step, params, dict(inputs))
+        if target not in a.targets:
+            a.targets.append(target)
+        return uid
+
+    def file(self, rel: str, key_path: tuple[str, ...]) -> FileRef:
+        from modelbuild.recipe.load import confined
+
+        p, escape = confined(self.recipe.dir, rel, self.recipe.allow_outside_repo)
+        if escape:
+            raise self.recipe.error(key_path, escape,
+                                    hint="move the file into the repository, or set "
+                                    "`allow_outside_repo: true` if you mean it")
+        if not p.exists():
+            raise self.recipe.error(key_path, f"file not found: {rel} (looked at {p})",
+                                    hint="paths are relative to the recipe's folder")
+        return FileRef(str(p))
+
+    def input_specs(self) -> list[dict[str, Any]]:
+        return [{"name": n, **to_mapping(s)} for n, s in self.recipe.inputs.items()]
+
+    def source_params(self) -> dict[str, Any]:
+        s = self.recipe.source
+        return {"source": {"framework": s.framework, "model": s.model, "args": s.args,
+                           "strict": s.strict, "trust_pickle": s.trust_pickle,
+                           "checkpoint": bool(s.checkpoint)},
+                "inputs": self.input_specs(), "outputs": self.recipe.outputs,
+                "recipe_dir": str(self.recipe.dir)}
+
+    def source_inputs(self) -> dict[str, Ref]:
+        s = self.recipe.source
+        out: dict[str, Ref] = {}
+        if s.framework == "pytorch":
+            if s.checkpoint:
+                out["checkpoint"] = self.file(s.checkpoint, ("source", "checkpoint"))
+            for i, f in enumerate(self.code_files()):
+                out[f"code:{i}:{Path(f.path).relative_to(self.recipe.dir).as_posix()}"] = f
+        else:
+            out["model_file"] = self.file(str(s.model), ("source", "model"))
+        return out
+
+    def code_files(self) -> list[FileRef]:
+        s = self.recipe.source
+        rdir = self.recipe.dir
+        if s.code:
+            out: list[FileRef] = []
+            for i, c in enumerate(s.code):
+                ref = self.file(c, ("source", "code", str(i)))
+                p = Path(ref.path)
+                if p.is_dir():
+                    from modelbuild.store.hashing import iter_files
+
+                    out.extend(FileRef(str(f)) for f in iter_files(p))
+                else:
+                    out.append(ref)
+            return out
+        module = str(s.model).split(":", 1)[0]
+        base = rdir.joinpath(*module.split("."))
+        for cand in (base.with_suffix(".py"), base / "__init__.py"):
+            if cand.is_file():
+                return [self.file(str(cand.relative_to(rdir)), ("source", "model"))]
+        raise self.recipe.error(("source", "model"),
+                                f"module '{module}' not found next to the recipe "
+                                f"(looked for {base}.py)",
+                                hint="`model` is module:callable, imported relative to the "
+                                "recipe's folder")
+
+    def onnx_base(self, target: str) -> Ref:
+        """The fp32 ONNX every ONNX-derived target starts from."""
+        r = self.recipe
+        common = {"opset": r.opset, "inputs": self.input_specs(), "outputs": r.outputs,
+                  "recipe_name": r.name}
+        if r.source.framework == "onnx":
+            return self.add("onnx_from_file", common, {"model_file": self.file(
+                str(r.source.model), ("source", "model"))}, target)
+        return self.add("onnx_from_torch", {**common, **self.source_params()},
+                        self.source_inputs(), target)
+
+    def verify_inputs(self, target: str) -> str:
+        v = self.recipe.verify
+        inputs: dict[str, Ref] = {}
+        if v.data:
+            inputs["data"] = self.file(v.data, ("verify", "data"))
+        return self.add("make_inputs", {"inputs": self.input_specs(), "samples": v.samples,
+                                        "seed": v.seed}, inputs, target)
+
+    def reference(self, target: str) -> str:
+        ins = self.verify_inputs(target)
+        return self.add("reference", self.source_params(), {"inputs": ins, **self.source_inputs()},
+                        target)
+
+
+def tolerance_for(recipe: Recipe, target: Any) -> dict[str, Any]:
+    from modelbuild.recipe.model import DEFAULT_TOLERANCES
+
+    base = to_mapping(getattr(DEFAULT_TOLERANCES, target.precision))
+    custom = (recipe.verify.tolerance or {}).get(target.precision)
+    if custom is not None:
+        base = {k: v for k, v in to_mapping(custom).items() if v is not None} or base
+    if target.verify is not None and target.verify.tolerance is not None:
+        over = {k: v for k, v in to_mapping(target.verify.tolerance).items() if v is not None}
+        base = over or base
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
+    """Plan every target (or ``only`` those); unplannable targets land in ``errors``."""
+    from modelbuild.step import get_step
+
+    pl = Planner(recipe)
+    targets: dict[str, TargetPlan] = {}
+    errors: dict[str, ModelBuildError] = {}
+    names = list(recipe.targets) if not only else only
+    for name in names:
+        t = recipe.targets[name]
+        mod = format_module(t.format)
+        before = dict(pl.actions)
+        shared = {uid: list(a.targets) for uid, a in pl.actions.items()}
+        try:
+            art = mod.plan(pl, name, t)
+        except RecipeError:
+            raise
+        except PlanError as exc:
+            if exc.key_path is None:
+                exc.key_path = f"targets.{name}"
+            errors[name] = exc
+            pl.actions = before
+            for uid, names in shared.items():  # a refused target claims no shared action
+                pl.actions[uid].targets = names
+            continue
+        ver: str | None = None
+        enabled = recipe.verify.enabled and (t.verify is None or t.verify.enabled)
+        if enabled:
+            ver = pl.add("verify", {
+                "format": t.format, "precision": t.precision,
+                "tolerance": tolerance_for(recipe, t), "runner": mod.runner(t),
+                "inputs": [n for n in recipe.inputs], "outputs": recipe.outputs,
+                "recipe_dir": str(recipe.dir),
+            }, {"artifact": art, "inputs": pl.verify_inputs(name),
+                "reference": pl.reference(name)}, name)
+        targets[name] = TargetPlan(name, t.format, t.precision, art, ver,
+                                   get_step(pl.actions[art].step).output)
+    _assign_ids(pl.actions)
+    return Plan(recipe, pl.actions, targets, errors)
+
+
+def _assign_ids(actions: dict[str, Action]) -> None:
+    by_step: dict[str, list[Action]] = {}
+    for a in actions.values():
+        by_step.setdefault(a.step, []).append(a)
+    seen: set[str] = set()
+    for step, group in by_step.items():
+        for a in group:
+            # verify is per target by nature: always name the target.
+            base = step if len(group) == 1 and step != "verify" else f"{step}[{a.targets[0]}]"
+            aid = base if base not in seen else f"{base}#{a.uid[:6]}"
+            a.id = aid
+            seen.add(aid)

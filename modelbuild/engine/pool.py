@@ -1,0 +1,207 @@
+"""Worker processes that remember what they imported.
+
+A ProcessPoolExecutor hands the next task to whichever worker is free, so a
+TFLite step right after the SavedModel step often lands in a fresh worker and
+imports TensorFlow a second time (2-4 s). Here each worker has its own pipe, and
+reports the heavy frameworks it has loaded; the scheduler gives an action to the
+free worker that already holds the most of what it needs. A worker that dies
+(SIGKILL, a native crash) fails exactly the action it was running.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from modelbuild.registry import FRAMEWORKS
+
+# Modules worth keeping a worker for (registry.FRAMEWORKS), with rough import seconds.
+IMPORT_COST = {m: f.cost for m, f in FRAMEWORKS.items()}
+HEAVY = tuple(IMPORT_COST)
+
+
+def missing_cost(loaded: set[str], wants: set[str]) -> float:
+    return sum(IMPORT_COST.get(m, 0.0) for m in wants - loaded)
+
+
+@dataclass
+class Worker:
+    process: Any
+    conn: Connection
+    loaded: set[str] = field(default_factory=set)
+    warming: set[str] = field(default_factory=set)  # being imported ahead of need
+    job: str | None = None  # uid of the action it runs
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+
+class WorkerCrashed(Exception):
+    """The worker process died while running an action."""
+
+
+def _serve(conn: Connection, step_modules: dict[str, str]) -> None:
+    from modelbuild.step import STEP_MODULES
+    from modelbuild.engine.worker import run_job
+
+    STEP_MODULES.update(step_modules)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if job is None:
+            _quick_exit()
+        if isinstance(job, tuple):  # ("warm", modules, log): import ahead of need
+            _warm(job[1], job[2])
+            conn.send(("warm", None, [m for m in HEAVY if m in sys.modules]))
+            continue
+        try:
+            reply: tuple[str, Any] = ("ok", run_job(job))
+        except BaseException as exc:  # run_job wraps converter errors; this is the rest
+            reply = ("err", exc)
+        loaded = [m for m in HEAVY if m in sys.modules]
+        try:
+            conn.send((*reply, loaded))
+        except Exception:  # an exception that does not pickle
+            from modelbuild.errors import StepError
+
+            conn.send(("err", StepError(f"{type(reply[1]).__name__}: {reply[1]}"), loaded))
+
+
+def _quick_exit() -> None:
+    """Exit without unloading TensorFlow and torch (over a second for nothing), but after
+    multiprocessing's own finalizers, which release the named semaphores that libraries
+    (tqdm, torch) created; skipping those makes the resource tracker warn of leaks."""
+    from multiprocessing import util
+
+    util._run_finalizers(0)  # type: ignore[attr-defined]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _warm(modules: list[str], log: str) -> None:
+    import importlib
+    from pathlib import Path
+
+    from modelbuild.engine.worker import _redirect_fds
+
+    with _redirect_fds(Path(log)):
+        for m in modules:
+            try:
+                importlib.import_module(m)
+            except Exception:  # the step that needs it will say what is wrong
+                pass
+
+
+# Frameworks worth importing ahead of need in an idle worker (seconds each), and the
+# module to import for each (onnx2tf brings TensorFlow and its own 1 s on top).
+PREFETCH = {m: f.prefetch for m, f in FRAMEWORKS.items() if f.prefetch}
+WARM = "<warm>"
+
+
+class Pool:
+    def __init__(self, size: int, step_modules: dict[str, str]) -> None:
+        self.size = max(1, size)
+        self.step_modules = step_modules
+        self.workers: list[Worker] = []
+        self.started = 0
+        self._ctx = multiprocessing.get_context("spawn")
+
+    def _spawn(self) -> Worker:
+        parent, child = self._ctx.Pipe()
+        p = self._ctx.Process(target=_serve, args=(child, self.step_modules), daemon=True)
+        p.start()
+        child.close()
+        self.started += 1
+        w = Worker(p, parent)
+        self.workers.append(w)
+        return w
+
+    def busy(self) -> list[Worker]:
+        return [w for w in self.workers if w.job is not None]
+
+    def pick(self, wants: set[str]) -> Worker | None:
+        """The worker that would import least for ``wants``; None to wait for a better one.
+
+        A free worker that lacks nothing wins. Otherwise, if a worker is importing the
+        expensive part right now (a warm-up), waiting for it beats importing it twice."""
+        free = [w for w in self.workers if w.job is None]
+        best = min(free, key=lambda w: missing_cost(w.loaded, wants), default=None)
+        cost = missing_cost(best.loaded, wants) if best is not None else float("inf")
+        if cost == 0.0:
+            return best
+        warm = [w for w in self.workers if w.warming]
+        if any(missing_cost(w.loaded | w.warming, wants) + 0.5 < cost for w in warm):
+            return None
+        if len(self.workers) < self.size and (best is None or best.loaded):
+            return self._spawn()  # a fresh worker carries nothing it does not need
+        return best
+
+    def submit(self, w: Worker, uid: str, job: dict[str, Any]) -> None:
+        w.job = uid
+        w.conn.send(job)
+
+    def prefetch(self, wants: set[str], log: str) -> bool:
+        """Have an idle worker import ``wants`` (the slow ones) before an action needs them,
+        while the actions it waits for still run. True if a worker was put to it."""
+        wants = {m for m in wants if m in PREFETCH}
+        if not wants or any(wants <= w.loaded for w in self.workers):
+            return False
+        if any(w.job == WARM for w in self.workers):
+            return False  # one warm-up at a time: the build itself needs the other core
+        free = [w for w in self.workers if w.job is None]
+        w = free[0] if free else (self._spawn() if len(self.workers) < self.size else None)
+        if w is None:
+            return False
+        w.job = WARM
+        w.warming = wants - w.loaded
+        w.conn.send(("warm", sorted(PREFETCH[m] for m in w.warming), log))
+        return True
+
+    def wait(self) -> list[tuple[str, str, Any, int]]:
+        """Block until workers finish: [(uid, "ok"|"err"|"crash", payload, pid)]."""
+        busy = self.busy()
+        ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+        out = []
+        for w in busy:
+            if w.conn not in ready and w.process.sentinel not in ready:
+                continue
+            uid, w.job = w.job, None
+            try:
+                status, payload, loaded = w.conn.recv()
+                w.loaded.update(loaded)
+                w.warming = set()
+            except (EOFError, OSError):
+                status, payload = "crash", WorkerCrashed(f"exit code {w.process.exitcode}")
+                w.process.join(timeout=5)
+                w.conn.close()
+                self.workers.remove(w)
+            assert uid is not None
+            if uid != WARM:
+                out.append((uid, status, payload, w.pid))
+        return out
+
+    def close(self) -> None:
+        """Stop every worker: idle ones exit at once (see _quick_exit); one still busy
+        (an interrupted build) is killed, which its action's atomic writes allow."""
+        for w in self.workers:
+            if w.job is None:
+                try:
+                    w.conn.send(None)
+                except (OSError, ValueError):
+                    pass
+        for w in self.workers:
+            w.process.join(timeout=10 if w.job is None else 0)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=5)
+            w.conn.close()
+        self.workers = []

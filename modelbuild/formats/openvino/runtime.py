@@ -1,0 +1,53 @@
+"""OpenVINO IR (a directory with model.xml, or the .xml itself) on the OpenVINO runtime.
+
+Options: ``device`` (default CPU), ``inference_precision`` (INFERENCE_PRECISION_HINT;
+default f32, since the CPU plugin otherwise picks bf16 where the CPU has it),
+``threads``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelbuild.formats.openvino.telemetry import no_telemetry
+
+class OpenVinoRunner:
+    def __init__(self, path: Path, options: dict[str, Any], input_names: list[str],
+                 output_names: list[str]) -> None:
+        with no_telemetry():
+            import openvino as ov
+
+        xml = path / "model.xml" if path.is_dir() else path
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": options.get("inference_precision", "f32")}
+        if options.get("threads"):
+            config["INFERENCE_NUM_THREADS"] = int(options["threads"])
+        self.compiled = ov.Core().compile_model(str(xml), options.get("device", "CPU"), config)
+        self.request = self.compiled.create_infer_request()
+        self._shape = ov.PartialShape
+        self.shapes = {i.get_any_name(): i.get_partial_shape() for i in self.compiled.inputs}
+        self.input_names = input_names
+        by_name = {n: o for o in self.compiled.outputs for n in o.get_names()}
+        if output_names and all(n in by_name for n in output_names):
+            self.outputs = [by_name[n] for n in output_names]
+        else:  # names lost in conversion: the graph's order is the recipe's order
+            self.outputs = list(self.compiled.outputs)
+
+    def accepts(self, shapes: dict[str, list[int]]) -> bool:
+        return all(name in self.shapes and self.shapes[name].compatible(self._shape(shape))
+                   for name, shape in shapes.items())
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        # share_inputs=False: with sharing on, a later request overwrote the caller's
+        # numpy input (TOOLCHAIN.md); share_outputs=False: results outlive the next call.
+        res = self.request.infer({n: feeds[n] for n in self.input_names},
+                                 share_inputs=False, share_outputs=False)
+        return [np.asarray(res[o]) for o in self.outputs]
+
+
+def load(path: Path, options: dict[str, Any], input_names: list[str],
+         output_names: list[str]) -> OpenVinoRunner:
+    return OpenVinoRunner(path, options, input_names, output_names)

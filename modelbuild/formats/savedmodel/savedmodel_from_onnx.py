@@ -1,0 +1,210 @@
+"""A TensorFlow SavedModel from the fp32 ONNX, with onnx2tf.
+
+One onnx2tf run feeds the SavedModel target and every TFLite target with the
+same settings (TFLite steps convert from this SavedModel). onnx2tf rewrites its
+input .onnx in place, so it gets a private copy; its own onnxsim pass is turned
+off (the shared ONNX chain simplifies when the target says so). Its output is
+not byte-identical between runs: keys rest on inputs, and there is no early
+cutoff below it.
+
+The step also records how onnx2tf laid tensors out (see formats/savedmodel/layout.py)
+in ``assets.extra/modelbuild.json``, a folder TensorFlow ignores when loading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from modelbuild.params import field
+from modelbuild.step import Step, StepContext
+
+
+@dataclass(frozen=True)
+class Params:
+    """onnx2tf settings."""
+
+    keep_nchw: list[str] = field([], description="inputs kept channel-first "
+                                 "(onnx2tf keep_ncw_or_nchw_or_ncdhw_input_names)")
+
+
+class SavedModelFromOnnx(Step):
+    name = "savedmodel_from_onnx"
+    cost = 3.0
+    version = 1
+    tools = ("onnx2tf", "tensorflow", "tf-keras", "onnx", "onnxruntime", "onnx-graphsurgeon",
+             "sng4onnx")
+    output = "saved_model"
+    Params = Params
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        from modelbuild.errors import StepError
+
+        p = self.params(ctx)
+        src = ctx.workdir / "model.onnx"
+        shutil.copyfile(ctx.inputs["model"], src)  # never let onnx2tf rewrite a cached file
+        os.chmod(src, 0o644)
+        out = ctx.workdir / "saved_model"
+        with _onnx2tf_env(ctx):
+            import onnx2tf
+
+            try:
+                # disable_model_save: onnx2tf hands back the Keras model before writing the
+                # SavedModel and its two .tflite files (60% of its time), which TFLite targets
+                # make themselves from the SavedModel, with their own settings.
+                model = onnx2tf.convert(
+                    input_onnx_file_path=str(src),
+                    output_folder_path=str(out),
+                    not_use_onnxsim=True,
+                    keep_ncw_or_nchw_or_ncdhw_input_names=list(p.keep_nchw) or None,
+                    onnxruntime_output_memmap_dir=str(ctx.workdir / "ort_memmap"),
+                    disable_model_save=True,
+                    verbosity="info",
+                )
+            except SystemExit as exc:  # onnx2tf calls sys.exit(1) on some errors
+                raise StepError(f"onnx2tf stopped (exit status {exc.code}); its reasons are in "
+                                "the log") from None
+            except Exception as exc:
+                raise StepError(f"onnx2tf failed: {type(exc).__name__}: {exc}",
+                                hint="the log has onnx2tf's trace; try `simplify: true` or "
+                                "another opset") from exc
+        try:
+            _save(ctx, model, out)
+            layout = _layout(ctx.inputs["model"], out, model, list(p.keep_nchw))
+        finally:
+            import tf_keras
+
+            # Workers are reused: free the graph, and keep Keras' name counters from giving
+            # the next conversion's tensors suffixed names.
+            del model
+            tf_keras.backend.clear_session()
+        extra = out / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        (extra / "modelbuild.json").write_text(json.dumps(layout, indent=1, sort_keys=True))
+        shutil.move(str(out), str(ctx.output))
+        ctx.log.info("layout: %s", json.dumps(layout))
+        return {"layout": layout}
+
+
+@contextlib.contextmanager
+def _onnx2tf_env(ctx: StepContext) -> Iterator[None]:
+    """Run onnx2tf in the scratch folder, with the venv's tools first on PATH and no downloads.
+
+    onnx2tf looks for helper files in the current directory and, for some image
+    models, downloads sample images from GitHub; a build must never reach the
+    network, so that function is replaced by seeded random images."""
+    import numpy as np
+
+    import onnx2tf.onnx2tf  # noqa: F401  (the module, not the re-exported function)
+
+    mod = sys.modules["onnx2tf.onnx2tf"]
+
+    def sample_images() -> np.ndarray:
+        ctx.log.info("onnx2tf asked for sample images: using seeded random ones (no download)")
+        return np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32)
+
+    saved = (os.getcwd(), os.environ.get("PATH", ""), getattr(mod, "download_test_image_data"))
+    os.chdir(ctx.workdir)
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + saved[1]
+    mod.download_test_image_data = sample_images  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        mod.download_test_image_data = saved[2]  # type: ignore[attr-defined]
+        os.environ["PATH"] = saved[1]
+        os.chdir(saved[0])
+
+
+def _save(ctx: StepContext, model: Any, out: Path) -> None:
+    """Write the SavedModel the way onnx2tf does (its fallback included)."""
+    import tensorflow as tf
+
+    from modelbuild.errors import StepError
+
+    try:
+        tf.saved_model.save(model, str(out))
+        return
+    except Exception as exc:  # onnx2tf falls back to an export archive on some models
+        ctx.log.warning("tf.saved_model.save failed (%s: %s); trying an export archive",
+                        type(exc).__name__, exc)
+        shutil.rmtree(out, ignore_errors=True)
+    import tf_keras
+
+    try:
+        archive = tf_keras.export.ExportArchive()
+        archive.add_endpoint(name="serving_default", fn=lambda *inputs: model(inputs),
+                             input_signature=[tf.TensorSpec(t.shape, t.dtype, t.name)
+                                              for t in model.inputs])
+        archive.write_out(str(out))
+    except Exception as exc:
+        raise StepError(f"TensorFlow cannot save the converted model: {type(exc).__name__}: "
+                        f"{exc}") from exc
+
+
+def _layout(onnx_path: Path, saved: Path, model: Any, keep: list[str]) -> dict[str, Any]:
+    """Which tensors onnx2tf moved to channels-last, and their signature names."""
+    import onnx
+    import tensorflow as tf
+
+    from modelbuild.errors import StepError
+    from modelbuild.formats.savedmodel.layout import channels_first_perm, channels_last_perm
+
+    g = onnx.load(str(onnx_path), load_external_data=False).graph
+
+    def dims(vi: Any) -> list[int | None]:
+        return [d.dim_value if d.HasField("dim_value") else None
+                for d in vi.type.tensor_type.shape.dim]
+
+    inits = {i.name for i in g.initializer}
+    onnx_in = [(vi.name, dims(vi)) for vi in g.input if vi.name not in inits]
+    onnx_out = [(vi.name, dims(vi)) for vi in g.output]
+    sig = tf.saved_model.load(str(saved)).signatures["serving_default"]
+    in_specs = {k: v.shape.as_list() for k, v in sig.structured_input_signature[1].items()}
+    out_specs = {k: v.shape.as_list() for k, v in sig.structured_outputs.items()}
+    nhwc_out = dict(getattr(model, "onnx_output_layouts", None) or {})
+
+    def key(name: str, specs: dict[str, Any], kind: str) -> str:
+        for cand in (name, name.replace(":", "__"), name.lstrip("/")):
+            if cand in specs:
+                return cand
+        if len(specs) == 1:
+            return next(iter(specs))
+        raise StepError(f"cannot find ONNX {kind} {name!r} in the SavedModel's signature "
+                        f"({', '.join(specs)})")
+
+    inputs = []
+    for name, shape in onnx_in:
+        k = key(name, in_specs, "input")
+        # onnx2tf's rule (ops/Input.py): 3-5D inputs go channels-last unless kept.
+        perm = channels_last_perm(len(shape)) if 3 <= len(shape) <= 5 and name not in keep \
+            else None
+        inputs.append({"name": name, "key": k, "perm": perm})
+    outputs = []
+    for name, shape in onnx_out:
+        k = key(name, out_specs, "output")
+        tf_shape = out_specs[k]
+        perm = None
+        rank = len(tf_shape)
+        if 3 <= rank <= 5:
+            back = channels_first_perm(rank)
+            moved = [tf_shape[i] for i in back]
+            # onnx2tf says which outputs it left channels-last; shapes back it up when it doesn't.
+            if nhwc_out.get(name) or (not _compatible(tf_shape, shape)
+                                      and _compatible(moved, shape)):
+                perm = back
+        outputs.append({"name": name, "key": k, "perm": perm})
+    return {"signature": "serving_default", "inputs": inputs, "outputs": outputs}
+
+
+def _compatible(a: list[int | None], b: list[int | None]) -> bool:
+    """Same rank, and every dimension equal where both are known."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+STEP = SavedModelFromOnnx()

@@ -1,0 +1,123 @@
+"""Verification and calibration inputs (numpy only, no ML framework).
+
+Generated inputs are deterministic (seeded) and cover two sizes of every
+dynamic axis, so an artifact that silently froze a dynamic dimension fails its
+check. Files are written as .npz with fixed zip timestamps, so identical
+arrays give identical bytes (which keeps early cutoff working).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32,
+             "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
+
+
+def np_dtype(name: str) -> Any:
+    if name == "bfloat16":
+        import ml_dtypes  # comes with onnx/tensorflow
+
+        return ml_dtypes.bfloat16
+    return NP_DTYPES[name]
+
+
+def alt_size(n: int) -> int:
+    """The second size tried for a dynamic axis."""
+    return 2 if n == 1 else n + max(1, n // 2)
+
+
+def shapes_for(specs: list[dict[str, Any]], variant: int) -> dict[str, list[int]]:
+    """Shapes of every input for size variant 0 (declared) or 1 (each dynamic axis changed).
+
+    Axes sharing a symbolic name (batch, seq) change together across inputs."""
+    out = {}
+    for s in specs:
+        shape = list(s["shape"])
+        if variant:
+            for axis in (s.get("dynamic") or {}):
+                shape[int(axis)] = alt_size(shape[int(axis)])
+        out[s["name"]] = shape
+    return out
+
+
+def random_array(spec: dict[str, Any], shape: list[int], rng: np.random.Generator) -> np.ndarray:
+    dtype = spec.get("dtype", "float32")
+    lo, hi = spec.get("range") or ((0.0, 1.0) if "float" in dtype else (0, 2))
+    if dtype == "bool":
+        return rng.integers(0, 2, size=shape).astype(np.bool_)
+    if "float" in dtype:
+        return rng.uniform(lo, hi, size=shape).astype(np.float32).astype(np_dtype(dtype))
+    return rng.integers(int(lo), int(hi) + 1, size=shape).astype(np_dtype(dtype))
+
+
+def generate(specs: list[dict[str, Any]], samples: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """``samples`` input sets; odd ones use the alternate size of every dynamic axis."""
+    rng = np.random.default_rng(seed)
+    has_dynamic = any(s.get("dynamic") for s in specs)
+    sets = []
+    for i in range(samples):
+        shapes = shapes_for(specs, i % 2 if has_dynamic else 0)
+        sets.append({s["name"]: random_array(s, shapes[s["name"]], rng) for s in specs})
+    return sets
+
+
+def from_data(specs: list[dict[str, Any]], data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Input sets from user data keyed by input name; a dynamic batch also gets a batch of one."""
+    names = [s["name"] for s in specs]
+    missing = [n for n in names if n not in data]
+    if missing:
+        from modelbuild.errors import SourceError
+
+        raise SourceError(f"the data file has no array for input(s) {', '.join(missing)} "
+                          f"(it has: {', '.join(sorted(data))})",
+                          hint="save it with np.savez(path, **{input_name: array})")
+    full = {n: np.asarray(data[n]).astype(np_dtype(s.get("dtype", "float32")))
+            for n, s in zip(names, specs)}
+    sets = [full]
+    batch_dynamic = all("0" in (s.get("dynamic") or {}) for s in specs)
+    if batch_dynamic and all(a.shape[0] > 1 for a in full.values()):
+        sets.append({n: a[:1] for n, a in full.items()})
+    return sets
+
+
+def save_sets(path: Path, sets: list[dict[str, np.ndarray]]) -> None:
+    save_npz(path, {f"s{i}.{k}": v for i, s in enumerate(sets) for k, v in s.items()})
+
+
+def load_sets(path: Path) -> list[dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as z:
+        sets: dict[int, dict[str, np.ndarray]] = {}
+        for key in z.files:
+            idx, name = key.split(".", 1)
+            sets.setdefault(int(idx[1:]), {})[name] = z[key]
+    return [sets[i] for i in sorted(sets)]
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like np.savez, but byte-for-byte reproducible."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def declared_range_samples(specs: list[dict[str, Any]], count: int,
+                           seed: int) -> tuple[list[dict[str, np.ndarray]], str]:
+    """Calibration samples when the recipe gives none: drawn from each input's declared range
+    at its declared shape. Returns the samples and what to tell the user they were."""
+    static = [dict(s, dynamic={}) for s in specs]
+    return generate(static, count, seed), f"{count} random samples from the declared input ranges"

@@ -1,0 +1,80 @@
+"""The parity gate: run an artifact and compare with the source model's outputs.
+
+Per input set (two sizes of every dynamic axis), per output: max abs/rel error
+and cosine, against the precision's tolerance. A failure raises ParityError
+with the figures and the tolerance that would have been needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelbuild.step import Step, StepContext, dist_version
+
+
+class Verify(Step):
+    name = "verify"
+    version = 1
+    tools = ("numpy",)
+    output = "report.json"
+
+    def tool_versions(self, params: dict[str, Any] | None = None) -> dict[str, str]:
+        from modelbuild.formats.runtime import runtime_tools
+
+        out = super().tool_versions(params)
+        if params:
+            out.update({t: dist_version(t) for t in runtime_tools(params["runner"])})
+        return out
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        import json
+
+        from modelbuild.parity.compare import Comparison, compare_outputs
+        from modelbuild.errors import ParityError
+        from modelbuild.parity.inputs import load_sets
+        from modelbuild.formats.runtime import load_runner
+
+        p = ctx.params
+        sets = load_sets(ctx.inputs["inputs"])
+        refs = load_sets(ctx.inputs["reference"])
+        out_names = list(refs[0].keys())
+        runner = load_runner(ctx.inputs["artifact"], p["runner"], p["inputs"], out_names)
+        if not getattr(runner, "numeric", True):
+            # A runtime that cannot run here (CoreML off macOS) checks the artifact's spec
+            # against the recipe instead, and the report says that numbers were not compared.
+            problems = runner.check_spec(sets, refs)  # type: ignore[attr-defined]
+            fit = sum(runner.accepts({k: list(v.shape) for k, v in s.items()}) for s in sets)
+            report = {"passed": not problems, "numeric": False, "note": getattr(runner, "note", ""),
+                      "problems": problems, "tolerance": p["tolerance"], "outputs": {},
+                      "sets_checked": fit, "sets_skipped": len(sets) - fit,
+                      "runtime": p["runner"]["runtime"]}
+            ctx.output.write_text(json.dumps(report, indent=1, sort_keys=True))
+            if problems:
+                raise ParityError(f"spec check failed for {p['format']} {p['precision']}:\n  "
+                                  + "\n  ".join(problems), report=report)
+            return {"report": report}
+        cmp = Comparison(p["tolerance"])
+        checked, skipped = [], []
+        for i, (feeds, ref) in enumerate(zip(sets, refs)):
+            shapes = {k: list(v.shape) for k, v in feeds.items()}
+            if not runner.accepts(shapes):
+                skipped.append(shapes)
+                continue
+            outs = runner.run(feeds)
+            compare_outputs(out_names, outs, [ref[n] for n in out_names], p["tolerance"], cmp)
+            checked.append(shapes)
+        if not checked:
+            cmp.problems.append("no input set fits the artifact's input shapes")
+        report = {"passed": bool(cmp), "tolerance": p["tolerance"], "outputs": cmp.worst(),
+                  "sets_checked": len(checked), "sets_skipped": len(skipped),
+                  "runtime": p["runner"]["runtime"], "numeric": True}
+        if skipped:
+            ctx.log.info("skipped %d input sets the artifact cannot take: %s", len(skipped), skipped)
+        ctx.output.write_text(json.dumps(report, indent=1, sort_keys=True))
+        if not cmp:
+            raise ParityError(f"parity check failed for {p['format']} {p['precision']}:\n  "
+                              + cmp.summary().replace("\n", "\n  "), report=report)
+        return {"report": report}
+
+
+STEP = Verify()

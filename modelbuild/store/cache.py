@@ -1,0 +1,231 @@
+"""The cache: a content-addressed object store plus an action cache.
+
+    <root>/objects/ab/abcdef…     file blobs by sha256, read-only
+    <root>/trees/<digest>/        materialized directory outputs (read-only files,
+                                  hard links to objects), created by rename
+    <root>/actions/ab/<key>.json  action key → output record and metadata
+    <root>/stat.json              stat cache of file digests
+    <root>/tmp/                   scratch space for running steps
+
+Every write goes to a temporary name and is renamed into place, so a killed
+build never leaves a half-written entry. Reads verify digests (through the stat
+cache, so an untouched read-only object costs one stat); a corrupt entry is
+reported, removed, and treated as a miss.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelbuild import faults
+from modelbuild.errors import CacheError
+from modelbuild.store.hashing import StatCache, atomic_write_bytes, digest_json, iter_files, sha256_file
+
+READ_ONLY = 0o444
+
+
+def default_cache_dir(start: Path) -> Path:
+    env = os.environ.get("MODELBUILD_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (start / "cache").resolve()
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """What an action produced: a file or a directory, by content digest."""
+
+    kind: str  # "file" | "dir"
+    digest: str
+    size: int
+    manifest: dict[str, str] | None = None  # relpath → object digest, for dirs
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "digest": self.digest, "size": self.size}
+        if self.manifest is not None:
+            out["manifest"] = self.manifest
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutputRecord:
+        return cls(data["kind"], data["digest"], int(data["size"]), data.get("manifest"))
+
+
+class Cache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.trees = root / "trees"
+        self.actions = root / "actions"
+        self.tmp = root / "tmp"
+        self.stat = StatCache(root / "stat.json")
+        self.warnings: list[str] = []
+
+    # -- objects ---------------------------------------------------------
+    def object_path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest
+
+    def put_file(self, src: Path) -> tuple[str, int]:
+        """Move ``src`` (a scratch file we own) into the store; return (digest, size)."""
+        digest = sha256_file(src)
+        size = src.stat().st_size
+        dst = self.object_path(digest)
+        if dst.exists():
+            src.unlink()
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(src, READ_ONLY)
+            os.replace(src, dst)
+        return digest, size
+
+    def put_output(self, path: Path) -> OutputRecord:
+        """Ingest a step's output (file or directory) and return its record."""
+        if path.is_dir():
+            manifest: dict[str, str] = {}
+            size = 0
+            for f in iter_files(path):
+                d, n = self.put_file(f)
+                manifest[f.relative_to(path).as_posix()] = d
+                size += n
+                faults.point("cache-object")
+            digest = "tree:" + digest_json(manifest)
+            return OutputRecord("dir", digest, size, manifest)
+        if not path.is_file():
+            raise CacheError(f"step did not write its output {path.name}")
+        digest, size = self.put_file(path)
+        return OutputRecord("file", digest, size)
+
+    def check_object(self, digest: str) -> Path:
+        """Path of a verified object; a corrupt one is removed and raises CacheError."""
+        p = self.object_path(digest)
+        try:
+            actual = self.stat.file_digest(p)
+        except FileNotFoundError as exc:
+            raise CacheError(f"object {digest[:12]} is missing from the cache") from exc
+        if actual != digest:
+            self.stat.forget(p)
+            _force_unlink(p)
+            raise CacheError(f"object {digest[:12]} was corrupt (hash {actual[:12]}); removed it")
+        return p
+
+    def materialize(self, rec: OutputRecord) -> Path:
+        """A read-only path holding the output: the object itself, or a tree checkout."""
+        if rec.kind == "file":
+            return self.check_object(rec.digest)
+        assert rec.manifest is not None
+        paths = {rel: self.check_object(d) for rel, d in rec.manifest.items()}
+        tree = self.trees / rec.digest.split(":", 1)[1]
+        if tree.is_dir():
+            return tree
+        scratch = self.scratch_dir("tree")
+        for rel, obj in paths.items():
+            dst = scratch / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(obj, dst)
+            except OSError:
+                shutil.copy2(obj, dst)
+                os.chmod(dst, READ_ONLY)
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(scratch, tree)
+        except OSError:  # another process won the race
+            shutil.rmtree(scratch, ignore_errors=True)
+        return tree
+
+    # -- action cache ----------------------------------------------------
+    def action_path(self, key: str) -> Path:
+        return self.actions / key[:2] / f"{key}.json"
+
+    def get_action(self, key: str) -> dict[str, Any] | None:
+        p = self.action_path(key)
+        try:
+            entry = json.loads(p.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            self.warn(f"action entry {key[:12]} was unreadable; removed it")
+            _force_unlink(p)
+            return None
+        if entry.get("key") != key or "output" not in entry:
+            self.warn(f"action entry {key[:12]} was corrupt; removed it")
+            _force_unlink(p)
+            return None
+        return entry
+
+    def put_action(self, key: str, entry: dict[str, Any]) -> None:
+        entry = dict(entry, key=key)
+        atomic_write_bytes(self.action_path(key), json.dumps(entry, sort_keys=True, indent=1).encode())
+
+    def drop_action(self, key: str) -> None:
+        _force_unlink(self.action_path(key))
+
+    # -- locks -----------------------------------------------------------
+    def lock(self, name: str, timeout: float = -1) -> Any:
+        """An inter-process lock (released by the OS if the holder dies)."""
+        from filelock import FileLock
+
+        d = self.root / "locks"
+        d.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(d / f"{name}.lock"), timeout=timeout)
+
+    # -- scratch ---------------------------------------------------------
+    def scratch_dir(self, label: str) -> Path:
+        d = self.tmp / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        d.mkdir(parents=True)
+        return d
+
+    def clean_stale_scratch(self) -> int:
+        """Remove scratch dirs of processes that died (a killed build leaves them)."""
+        removed = 0
+        try:
+            entries = list(self.tmp.iterdir())
+        except FileNotFoundError:
+            return 0
+        for d in entries:
+            parts = d.name.rsplit("-", 2)
+            if len(parts) != 3 or not parts[1].isdigit():
+                continue
+            if _alive(int(parts[1])):
+                continue
+            _make_writable(d)
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+        return removed
+
+    def warn(self, msg: str) -> None:
+        self.warnings.append(msg)
+        print(f"warning: cache: {msg}", file=sys.stderr)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _make_writable(root: Path) -> None:
+    for dirpath, dirnames, _ in os.walk(root):
+        for d in dirnames:
+            try:
+                os.chmod(os.path.join(dirpath, d), 0o755)
+            except OSError:
+                pass
+
+
+def _force_unlink(p: Path) -> None:
+    try:
+        p.unlink()
+    except FileNotFoundError:
+        pass

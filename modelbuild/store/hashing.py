@@ -1,0 +1,131 @@
+"""Content digests with a stat cache.
+
+A file whose (size, mtime_ns, inode, ctime_ns) is unchanged since it was last
+hashed is not read again, so a no-op build on a multi-GB checkpoint costs one
+``stat``. Directories hash as a canonical manifest of their files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode()
+
+
+def digest_json(obj: Any) -> str:
+    return sha256_bytes(canonical_json(obj))
+
+
+def iter_files(root: Path) -> list[Path]:
+    """Files under ``root`` in a stable order, skipping caches of Python bytecode."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if name.endswith(".pyc"):
+                continue
+            out.append(Path(dirpath) / name)
+    return out
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+class StatCache:
+    """(path → stat stamp, digest), persisted as one JSON file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._entries: dict[str, list[Any]] = {}
+        self._dirty = False
+        self.hashed_bytes = 0
+        if path is not None:
+            try:
+                self._entries = json.loads(path.read_text())
+            except (OSError, ValueError):
+                self._entries = {}
+
+    def file_digest(self, path: str | os.PathLike[str]) -> str:
+        p = os.path.abspath(path)
+        st = os.stat(p)
+        stamp = _stamp(st)
+        hit = self._entries.get(p)
+        if hit is not None and hit[0] == stamp:
+            return str(hit[1])
+        digest = sha256_file(p)
+        self.hashed_bytes += st.st_size
+        self._entries[p] = [stamp, digest]
+        self._dirty = True
+        return digest
+
+    def forget(self, path: str | os.PathLike[str]) -> None:
+        if self._entries.pop(os.path.abspath(path), None) is not None:
+            self._dirty = True
+
+    def tree_manifest(self, root: Path) -> dict[str, str]:
+        return {f.relative_to(root).as_posix(): self.file_digest(f) for f in iter_files(root)}
+
+    def digest(self, path: str | os.PathLike[str]) -> str:
+        """Digest of a file, or of a directory's manifest."""
+        p = Path(path)
+        if p.is_dir():
+            return "tree:" + digest_json(self.tree_manifest(p))
+        return self.file_digest(p)
+
+    def save(self) -> None:
+        if not self._dirty or self.path is None:
+            return
+        # Merge with what other processes wrote meanwhile; ours win.
+        try:
+            on_disk = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            on_disk = {}
+        on_disk.update(self._entries)
+        atomic_write_bytes(self.path, json.dumps(on_disk).encode())
+        self._dirty = False
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        from modelbuild import faults
+
+        faults.point(f"write:{path.name}")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
