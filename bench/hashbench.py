@@ -106,5 +106,9 @@ def run(folder: Path, size: int, hit_repeat: int = 20) -> dict[str, Any]:
 def rates(r: dict[str, Any]) -> dict[str, float]:
     """Bytes/s for each timed hash."""
     size = r["size_bytes"]
-    return {"memory": r["memory_Bps"], "first_disk": size / r["first_disk_s"],
-            "first_cached": size / r["first_cached_s"], "statcache_miss": size / r["statcache_miss_s"]}
+    return {
+        "memory": r["memory_Bps"],
+        "first_disk": size / r["first_disk_s"],
+        "first_cached": size / r["first_cached_s"],
+        "statcache_miss": size / r["statcache_miss_s"],
+    }

@@ -24,8 +24,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 INPUT_SHAPE = (1, 3, 32, 32)
 OPSET = 17
@@ -55,9 +56,16 @@ def export_onnx(model_dir: Path, out: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.no_grad():
-            torch.onnx.export(model, (torch.rand(*INPUT_SHAPE),), str(raw), dynamo=False,
-                              opset_version=OPSET, input_names=["images"],
-                              output_names=["logits"], dynamic_axes={"images": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (torch.rand(*INPUT_SHAPE),),
+                str(raw),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}},
+            )
     simplified, ok = onnxsim.simplify(onnx.load(str(raw)))
     assert ok, "onnxsim could not validate the simplified model"
     onnx.save(simplified, str(out))
@@ -88,8 +96,9 @@ def to_tflite(src: Path, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_copy = Path(tmp) / "model.onnx"
         shutil.copyfile(src, onnx_copy)
-        onnx2tf.convert(input_onnx_file_path=str(onnx_copy), output_folder_path=tmp + "/tf",
-                        non_verbose=True)
+        onnx2tf.convert(
+            input_onnx_file_path=str(onnx_copy), output_folder_path=tmp + "/tf", non_verbose=True
+        )
         shutil.copyfile(Path(tmp) / "tf" / "model_float16.tflite", out)
 
 
@@ -110,15 +119,20 @@ def to_torchscript(model_dir: Path, out: Path) -> None:
     torch.jit.save(traced, str(out))
 
 
-def export_all(model_dir: Path, out_dir: Path, formats: tuple[str, ...] = ALL_FORMATS,
-               int8_per_channel: bool = False) -> dict[str, float]:
+def export_all(
+    model_dir: Path,
+    out_dir: Path,
+    formats: tuple[str, ...] = ALL_FORMATS,
+    int8_per_channel: bool = False,
+) -> dict[str, float]:
     """Export every requested format; returns seconds per artifact."""
     onnx_path = out_dir / "onnx" / "model.onnx"
     jobs: dict[str, Callable[[], None]] = {
         "onnx": lambda: export_onnx(model_dir, onnx_path),
         "onnx-fp16": lambda: to_fp16(onnx_path, out_dir / "onnx-fp16" / "model.onnx"),
-        "onnx-int8": lambda: to_int8(onnx_path, out_dir / "onnx-int8" / "model.onnx",
-                                     int8_per_channel),
+        "onnx-int8": lambda: to_int8(
+            onnx_path, out_dir / "onnx-int8" / "model.onnx", int8_per_channel
+        ),
         "tflite": lambda: to_tflite(onnx_path, out_dir / "tflite" / "model.tflite"),
         "openvino": lambda: to_openvino(onnx_path, out_dir / "openvino" / "model.xml"),
         "torchscript": lambda: to_torchscript(model_dir, out_dir / "torchscript" / "model.pt"),

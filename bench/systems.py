@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import dvc_pipeline
 import workload
-from timing import (PYTHON, Sample, Series, base_env, dvc_ran, modelbuild_cmd, modelbuild_ran,
-                    run_timed, touch)
+from timing import (
+    PYTHON,
+    Sample,
+    Series,
+    base_env,
+    dvc_ran,
+    modelbuild_cmd,
+    modelbuild_ran,
+    run_timed,
+    touch,
+)
 
 SCENARIOS = ("full", "noop", "incremental", "touched")
 
@@ -56,8 +65,9 @@ class System:
         elif scenario == "touched":
             touch(self.checkpoint())
 
-    def _logged(self, scenario: str, log: Callable[[str], None],
-                keep_output: bool = False) -> Sample:
+    def _logged(
+        self, scenario: str, log: Callable[[str], None], keep_output: bool = False
+    ) -> Sample:
         s = self.run_once()
         if not keep_output:
             s.output = None
@@ -66,8 +76,12 @@ class System:
         return s
 
 
-def interleaved(systems: list[System], repeat: int, log: Callable[[str], None] = print,
-                load: dict[str, float] | None = None) -> list[dict[str, Series]]:
+def interleaved(
+    systems: list[System],
+    repeat: int,
+    log: Callable[[str], None] = print,
+    load: dict[str, float] | None = None,
+) -> list[dict[str, Series]]:
     """Scenario by scenario, each contender in turn (round-robin over repeats), so a change
     in the machine's load during the bench hits every column alike. No-op and touched run
     ``repeat`` times where cheap; the incremental change is made once. Set-up is the caller's.
@@ -78,7 +92,7 @@ def interleaved(systems: list[System], repeat: int, log: Callable[[str], None] =
             load[scenario] = os.getloadavg()[0]
         reps = repeat if scenario in ("noop", "touched") else 1
         for rep in range(reps):
-            for sys_, series in zip(systems, out):
+            for sys_, series in zip(systems, out, strict=False):
                 if rep and not sys_.cheap_repeats:
                     continue
                 sys_.prepare(scenario, first=rep == 0)
@@ -104,8 +118,7 @@ class ModelBuild(System):
         self._write()
 
     def _write(self) -> None:
-        workload.write_recipe(self.ws, self.targets, self.verify, self.per_channel,
-                              self.code_extra)
+        workload.write_recipe(self.ws, self.targets, self.verify, self.per_channel, self.code_extra)
 
     def set_per_channel(self, on: bool) -> None:
         self.per_channel = on
@@ -125,8 +138,9 @@ class ModelBuild(System):
         return self.ws / workload.CHECKPOINT
 
     def run_once(self) -> Sample:
-        seconds, output = run_timed([*modelbuild_cmd(), "build", "-j", str(self.jobs)],
-                                    self.ws, self.env)
+        seconds, output = run_timed(
+            [*modelbuild_cmd(), "build", "-j", str(self.jobs)], self.ws, self.env
+        )
         return Sample(seconds, modelbuild_ran(output), output[-8000:])
 
 
@@ -153,8 +167,14 @@ class PlainScript(System):
         return self.ws / workload.CHECKPOINT
 
     def run_once(self) -> Sample:
-        cmd = [PYTHON, str(dvc_pipeline.BENCH / "plain_export.py"), str(self.ws),
-               str(self.ws / "out"), "--formats", ",".join(self.targets)]
+        cmd = [
+            PYTHON,
+            str(dvc_pipeline.BENCH / "plain_export.py"),
+            str(self.ws),
+            str(self.ws / "out"),
+            "--formats",
+            ",".join(self.targets),
+        ]
         if self.per_channel:
             cmd.append("--int8-per-channel")
         seconds, _ = run_timed(cmd, self.ws, self.env)

@@ -8,9 +8,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 # The project's venv: bench/run.py is meant to run with it, but fall back to this python.
@@ -27,8 +27,8 @@ class Sample:
     """One timed run: wall seconds and, where the output says, how many actions ran."""
 
     seconds: float
-    ran: Optional[int] = None
-    output: Optional[str] = None  # what the command printed (kept for the full build only)
+    ran: int | None = None
+    output: str | None = None  # what the command printed (kept for the full build only)
 
 
 @dataclass
@@ -45,14 +45,16 @@ class Series:
         return statistics.median(s.seconds for s in self.samples)
 
     @property
-    def ran(self) -> Optional[int]:
+    def ran(self) -> int | None:
         counts = [s.ran for s in self.samples if s.ran is not None]
         return counts[0] if counts else None
 
     def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"median_s": round(self.median, 4),
-                                  "samples_s": [round(s.seconds, 4) for s in self.samples],
-                                  "ran": [s.ran for s in self.samples]}
+        out: dict[str, object] = {
+            "median_s": round(self.median, 4),
+            "samples_s": [round(s.seconds, 4) for s in self.samples],
+            "ran": [s.ran for s in self.samples],
+        }
         first = next((s.output for s in self.samples if s.output), None)
         if first:
             out["output"] = first
@@ -74,12 +76,14 @@ def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_timed(cmd: Sequence[str], cwd: Path, env: dict[str, str],
-              timeout: float = 600) -> tuple[float, str]:
+def run_timed(
+    cmd: Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 600
+) -> tuple[float, str]:
     """Run ``cmd``; returns (wall seconds, stdout + stderr). Raises BenchError on failure."""
     t0 = time.perf_counter()
-    proc = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     seconds = time.perf_counter() - t0
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -93,7 +97,7 @@ _NOTHING = re.compile(r"^nothing to do:", re.M)
 _DVC_RUNNING = re.compile(r"^Running stage '", re.M)
 
 
-def modelbuild_ran(output: str) -> Optional[int]:
+def modelbuild_ran(output: str) -> int | None:
     """Actions a `modelbuild build` ran, from its summary line (None if unreadable)."""
     if _NOTHING.search(output):
         return 0

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from timing import ROOT
 
 EXAMPLE = ROOT / "examples" / "tiny_cnn"
@@ -38,8 +37,9 @@ def known_formats() -> set[str]:
     return set(FORMATS)
 
 
-def select_targets(names: list[str], formats: set[str] | None = None
-                   ) -> tuple[list[str], dict[str, str]]:
+def select_targets(
+    names: list[str], formats: set[str] | None = None
+) -> tuple[list[str], dict[str, str]]:
     """(targets to build, {left-out target: why}). Unknown names are a usage error."""
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
@@ -57,8 +57,9 @@ def select_targets(names: list[str], formats: set[str] | None = None
 
 def copy_example(dest: Path) -> Path:
     """A writable copy of examples/tiny_cnn without its build outputs."""
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(
-        "dist", "model.build.lock", "__pycache__"))
+    shutil.copytree(
+        EXAMPLE, dest, ignore=shutil.ignore_patterns("dist", "model.build.lock", "__pycache__")
+    )
     return dest
 
 
@@ -78,8 +79,13 @@ def recipe(targets: list[str], verify: bool = True, per_channel: bool = False) -
     return base
 
 
-def write_recipe(folder: Path, targets: list[str], verify: bool = True,
-                 per_channel: bool = False, code_extra: list[str] | None = None) -> Path:
+def write_recipe(
+    folder: Path,
+    targets: list[str],
+    verify: bool = True,
+    per_channel: bool = False,
+    code_extra: list[str] | None = None,
+) -> Path:
     data = recipe(targets, verify, per_channel)
     if code_extra:
         data["source"]["code"] = list(data["source"].get("code") or []) + code_extra

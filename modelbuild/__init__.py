@@ -10,5 +10,11 @@ __version__ = "0.1.0"
 
 from modelbuild.errors import BuildFailure, ModelBuildError, ParityError, PlanError, RecipeError  # noqa: E402
 
-__all__ = ["__version__", "ModelBuildError", "RecipeError", "PlanError", "BuildFailure",
-           "ParityError"]
+__all__ = [
+    "__version__",
+    "ModelBuildError",
+    "RecipeError",
+    "PlanError",
+    "BuildFailure",
+    "ParityError",
+]

@@ -18,6 +18,8 @@ never sees a bare traceback from a converter.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ModelBuildError(Exception):
     """Root of every error modelbuild raises on purpose."""
@@ -29,7 +31,7 @@ class ModelBuildError(Exception):
         self.message = message
         self.hint = hint
 
-    def __reduce__(self):  # keep subclasses picklable across worker processes
+    def __reduce__(self) -> tuple[Any, ...]:  # keep subclasses picklable across worker processes
         return (_rebuild, (type(self), self.__dict__))
 
     def render(self) -> str:
@@ -42,7 +44,7 @@ class ModelBuildError(Exception):
         return self.render()
 
 
-def _rebuild(cls: type, state: dict) -> ModelBuildError:
+def _rebuild(cls: type, state: dict[str, Any]) -> ModelBuildError:
     obj: ModelBuildError = Exception.__new__(cls)
     Exception.__init__(obj, state.get("message", ""))
     obj.__dict__.update(state)
@@ -90,7 +92,9 @@ class UsageError(ModelBuildError):
 class PlanError(ModelBuildError):
     """A valid recipe that cannot be turned into a build plan."""
 
-    def __init__(self, message: str, *, key_path: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, key_path: str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.key_path = key_path
 
@@ -131,8 +135,14 @@ class BuildFailure(ModelBuildError):
 class StepError(BuildFailure):
     """A converter step failed; ``log`` names the step's log file."""
 
-    def __init__(self, message: str, *, step: str | None = None, log: str | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: str | None = None,
+        log: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         self.step = step
         self.log = log
@@ -149,6 +159,8 @@ class StepError(BuildFailure):
 class ParityError(StepError):
     """The built artifact does not match the source model within tolerance."""
 
-    def __init__(self, message: str, *, report: dict | None = None, step: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, report: dict[str, Any] | None = None, step: str | None = None
+    ) -> None:
         super().__init__(message, step=step)
         self.report = report or {}

@@ -14,5 +14,5 @@ _FAULT = os.environ.get("MODELBUILD_FAULT")
 
 
 def point(name: str) -> None:
-    if _FAULT is not None and _FAULT == name:
+    if _FAULT is not None and name == _FAULT:
         os.killpg(os.getpgrp(), signal.SIGKILL)

@@ -74,7 +74,7 @@ def schema_of(cls: type) -> dict[str, Any]:
             sch["description"] = f.metadata["description"]
         if f.default is not dataclasses.MISSING and f.default is not None:
             sch["default"] = f.default
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             required.append(f.name)
         props[f.name] = sch
     out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}

@@ -33,24 +33,64 @@ FORMATS: dict[str, FormatRow] = {
     for row in (
         FormatRow(
             "onnx",
-            ("onnx_from_torch", "onnx_from_file", "onnx_simplify", "onnx_optimize", "onnx_fp16",
-             "onnx_int8"),
+            (
+                "onnx_from_torch",
+                "onnx_from_file",
+                "onnx_simplify",
+                "onnx_optimize",
+                "onnx_fp16",
+                "onnx_int8",
+            ),
             "onnxruntime",
             ("onnxruntime",),
             suffixes=(".onnx",),
         ),
-        FormatRow("torchscript", ("torchscript_from_torch",), "torchscript", ("torch",),
-                  suffixes=(".pt", ".pth", ".ts", ".torchscript", ".jit")),
-        FormatRow("coreml", ("coreml_from_torch",), "coreml", ("coremltools",), extra="coreml",
-                  suffixes=(".mlpackage", ".mlmodel")),
-        FormatRow("tensorrt", ("tensorrt_from_onnx",), "tensorrt", ("tensorrt",),
-                  extra="tensorrt", inspect=False),
-        FormatRow("savedmodel", ("savedmodel_from_onnx",), "savedmodel", ("tensorflow",),
-                  extra="savedmodel"),
-        FormatRow("tflite", ("tflite_from_savedmodel",), "tflite", ("ai-edge-litert",),
-                  extra="tflite", suffixes=(".tflite",)),
-        FormatRow("openvino", ("openvino_from_onnx",), "openvino", ("openvino",),
-                  extra="openvino", suffixes=(".xml",)),
+        FormatRow(
+            "torchscript",
+            ("torchscript_from_torch",),
+            "torchscript",
+            ("torch",),
+            suffixes=(".pt", ".pth", ".ts", ".torchscript", ".jit"),
+        ),
+        FormatRow(
+            "coreml",
+            ("coreml_from_torch",),
+            "coreml",
+            ("coremltools",),
+            extra="coreml",
+            suffixes=(".mlpackage", ".mlmodel"),
+        ),
+        FormatRow(
+            "tensorrt",
+            ("tensorrt_from_onnx",),
+            "tensorrt",
+            ("tensorrt",),
+            extra="tensorrt",
+            inspect=False,
+        ),
+        FormatRow(
+            "savedmodel",
+            ("savedmodel_from_onnx",),
+            "savedmodel",
+            ("tensorflow",),
+            extra="savedmodel",
+        ),
+        FormatRow(
+            "tflite",
+            ("tflite_from_savedmodel",),
+            "tflite",
+            ("ai-edge-litert",),
+            extra="tflite",
+            suffixes=(".tflite",),
+        ),
+        FormatRow(
+            "openvino",
+            ("openvino_from_onnx",),
+            "openvino",
+            ("openvino",),
+            extra="openvino",
+            suffixes=(".xml",),
+        ),
     )
 }
 
@@ -96,9 +136,15 @@ FRAMEWORKS: dict[str, Framework] = {
 
 # distribution (as a step's `tools` names it) → the framework module it loads
 DIST_FRAMEWORK: dict[str, str] = {
-    "torch": "torch", "tensorflow": "tensorflow", "onnx2tf": "tensorflow",
-    "tf-keras": "tensorflow", "openvino": "openvino", "nncf": "openvino",
-    "onnxruntime": "onnxruntime", "coremltools": "coremltools", "tensorrt": "tensorrt",
+    "torch": "torch",
+    "tensorflow": "tensorflow",
+    "onnx2tf": "tensorflow",
+    "tf-keras": "tensorflow",
+    "openvino": "openvino",
+    "nncf": "openvino",
+    "onnxruntime": "onnxruntime",
+    "coremltools": "coremltools",
+    "tensorrt": "tensorrt",
 }
 
 

@@ -78,8 +78,9 @@ class Step:
         return {t: dist_version(t) for t in self.tools}
 
     def params(self, ctx: StepContext) -> Any:
-        return from_mapping(self.Params, {k: v for k, v in ctx.params.items()
-                                          if k not in UNKEYED_PARAMS})
+        return from_mapping(
+            self.Params, {k: v for k, v in ctx.params.items() if k not in UNKEYED_PARAMS}
+        )
 
     def run(self, ctx: StepContext) -> dict[str, Any] | None:
         """Write ``ctx.output``; return optional metadata (JSON-able) for the cache entry."""
@@ -88,8 +89,9 @@ class Step:
 
 def calibration_notice(source: str, key: str) -> str:
     """What a build says when it calibrated on generated data (``key``: the recipe key to set)."""
-    return (f"no calibration data: calibrated on {source}; set {key} to real samples for real "
-            "accuracy")
+    return (
+        f"no calibration data: calibrated on {source}; set {key} to real samples for real accuracy"
+    )
 
 
 # step name → module defining STEP. Worker processes receive the module path with the

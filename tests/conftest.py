@@ -7,8 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,11 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def copy_example(name: str, dest: Path) -> Path:
     """A writable copy of examples/NAME (without dist/ and lock), returns its folder."""
     dst = dest / name
-    shutil.copytree(EXAMPLES / name, dst, ignore=shutil.ignore_patterns(
-        "dist", "model.build.lock", "__pycache__"))
+    shutil.copytree(
+        EXAMPLES / name,
+        dst,
+        ignore=shutil.ignore_patterns("dist", "model.build.lock", "__pycache__"),
+    )
     return dst
 
 
@@ -41,8 +45,9 @@ def text_classifier(tmp_path: Path, cache_dir: Path) -> Path:
     return copy_example("text_classifier", tmp_path)
 
 
-def write_recipe(folder: Path, targets: dict[str, Any], name: str = "model.build.yaml",
-                 **overrides: Any) -> Path:
+def write_recipe(
+    folder: Path, targets: dict[str, Any], name: str = "model.build.yaml", **overrides: Any
+) -> Path:
     """Rewrite the example recipe in ``folder`` with other targets (YAML is a JSON superset)."""
     import yaml
 
@@ -55,15 +60,24 @@ def write_recipe(folder: Path, targets: dict[str, Any], name: str = "model.build
     return path
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
-            check: int | None = 0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, check: int | None = 0
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m modelbuild ARGS` in a fresh process."""
     full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "modelbuild", *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelbuild", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check is not None and proc.returncode != check:
-        raise AssertionError(f"modelbuild {' '.join(args)} exited {proc.returncode} "
-                             f"(wanted {check})\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        raise AssertionError(
+            f"modelbuild {' '.join(args)} exited {proc.returncode} "
+            f"(wanted {check})\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 
@@ -76,8 +90,12 @@ def statuses(result: dict[str, Any]) -> dict[str, str]:
     return {a["id"]: a["status"] for a in result["actions"]}
 
 
-def built_example(factory: pytest.TempPathFactory, label: str, targets: dict[str, Any],
-                  build: list[str] | None = None) -> Iterator[Path]:
+def built_example(
+    factory: pytest.TempPathFactory,
+    label: str,
+    targets: dict[str, Any],
+    build: list[str] | None = None,
+) -> Iterator[Path]:
     """For module-scoped fixtures: a tiny_cnn copy with ``targets``, ``build`` (default:
     all) built once, with its own cache for the module's lifetime."""
     root = factory.mktemp(label)

@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -107,17 +108,22 @@ def test_changed_artifact_is_stale_not_measured(built: Path) -> None:
         art.write_bytes(saved)
 
 
-def test_format_without_runtime_degrades_to_a_row(built: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path) -> None:
-    from modelbuild.formats import runtime as runtimes
+def test_format_without_runtime_degrades_to_a_row(
+    built: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from modelbuild.bench.run import Settings, run_bench
+    from modelbuild.formats import runtime as runtimes
     from modelbuild.recipe.load import load_recipe
 
-    monkeypatch.setattr(runtimes, "RUNTIME_MODULES",
-                        {k: v for k, v in runtimes.RUNTIME_MODULES.items() if k != "torchscript"})
+    monkeypatch.setattr(
+        runtimes,
+        "RUNTIME_MODULES",
+        {k: v for k, v in runtimes.RUNTIME_MODULES.items() if k != "torchscript"},
+    )
     recipe = load_recipe(built / "model.build.yaml")
-    report = run_bench(recipe, tmp_path / "cache", ["torchscript"], Settings(runs=3, warmup=0),
-                       baselines=False)
+    report = run_bench(
+        recipe, tmp_path / "cache", ["torchscript"], Settings(runs=3, warmup=0), baselines=False
+    )
     (row,) = report.rows
     assert row.status == "no runtime"
     assert "no runtime for format torchscript" in row.message
@@ -137,24 +143,31 @@ def load(path, options, input_names, output_names):
 """
 
 
-def test_a_crashing_runtime_costs_only_its_row(built: Path, monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path) -> None:
-    from modelbuild.formats import runtime as runtimes
+def test_a_crashing_runtime_costs_only_its_row(
+    built: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from modelbuild.bench.run import Settings, run_bench
+    from modelbuild.formats import runtime as runtimes
     from modelbuild.recipe.load import load_recipe
 
     (tmp_path / "crashy_rt.py").write_text(CRASHY)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the worker imports it from there
     monkeypatch.setitem(runtimes.RUNTIME_MODULES, "onnxruntime", ("crashy_rt", ("onnxruntime",)))
     recipe = load_recipe(built / "model.build.yaml")
-    report = run_bench(recipe, tmp_path / "cache", ["onnx-fp16", "onnx", "onnx-int8"],
-                       Settings(runs=3, warmup=0), baselines=False)
+    report = run_bench(
+        recipe,
+        tmp_path / "cache",
+        ["onnx-fp16", "onnx", "onnx-int8"],
+        Settings(runs=3, warmup=0),
+        baselines=False,
+    )
     by = {r.name: r for r in report.rows}
     assert by["onnx-fp16"].status == "failed" and "crashed" in by["onnx-fp16"].message
     assert by["onnx"].status == "ok" and by["onnx-int8"].status == "ok"
     assert not report.ok
-    stored = [json.loads(p.read_text())["name"]
-              for p in (tmp_path / "cache" / "bench").glob("*.json")]
+    stored = [
+        json.loads(p.read_text())["name"] for p in (tmp_path / "cache" / "bench").glob("*.json")
+    ]
     assert sorted(stored) == ["onnx", "onnx-int8"]  # a failure is never cached
 
 
@@ -170,30 +183,42 @@ def load(path, options, input_names, output_names):
 
 
 def test_a_runtime_that_cannot_run_here_is_no_runtime_not_failed(
-        built: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from modelbuild.formats import runtime as runtimes
+    built: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from modelbuild.bench.run import Settings, run_bench
+    from modelbuild.formats import runtime as runtimes
     from modelbuild.recipe.load import load_recipe
 
     (tmp_path / "spec_only_rt.py").write_text(SPEC_ONLY)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.setitem(runtimes.RUNTIME_MODULES, "torchscript", ("spec_only_rt", ("torch",)))
     recipe = load_recipe(built / "model.build.yaml")
-    report = run_bench(recipe, tmp_path / "cache", ["torchscript"], Settings(runs=3, warmup=0),
-                       baselines=False)
+    report = run_bench(
+        recipe, tmp_path / "cache", ["torchscript"], Settings(runs=3, warmup=0), baselines=False
+    )
     (row,) = report.rows
-    assert (row.status, row.message) == ("no runtime", "this runtime runs models only on "
-                                         "another OS")
+    assert (row.status, row.message) == (
+        "no runtime",
+        "this runtime runs models only on another OS",
+    )
     assert report.ok and row.size is not None  # the lockfile's figures are still shown
 
 
 def test_the_cli_process_does_not_import_torch(built: Path) -> None:
-    code = ("import sys; from modelbuild.commands.main import main; "
-            "rc = main(['bench', 'onnx', '--json', '--force', '--runs', '3', '--warmup', '0']); "
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr); "
-            "sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=built, capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ))
+    code = (
+        "import sys; from modelbuild.commands.main import main; "
+        "rc = main(['bench', 'onnx', '--json', '--force', '--runs', '3', '--warmup', '0']); "
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr); "
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=built,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "NO-TORCH" in proc.stderr
     measured = [r for r in json.loads(proc.stdout)["rows"] if r["status"] == "ok"]

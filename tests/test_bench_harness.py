@@ -22,8 +22,9 @@ from systems import ModelBuild  # noqa: E402
 
 
 def test_select_targets_leaves_out_formats_modelbuild_lacks() -> None:
-    kept, left_out = workload.select_targets(list(workload.TARGETS),
-                                             formats={"onnx", "torchscript"})
+    kept, left_out = workload.select_targets(
+        list(workload.TARGETS), formats={"onnx", "torchscript"}
+    )
     assert kept == ["onnx", "onnx-fp16", "onnx-int8", "torchscript"]
     assert set(left_out) == {"tflite", "openvino"}
     assert "format registry" in left_out["tflite"]
@@ -37,8 +38,9 @@ def test_workload_recipe_validates_and_carries_the_switches(tmp_path: Path) -> N
     kept, _ = workload.select_targets(list(workload.TARGETS))
     ws = workload.copy_example(tmp_path / "ws")
     assert not (ws / "dist").exists()
-    path = workload.write_recipe(ws, kept, verify=False, per_channel=True,
-                                 code_extra=["models/tiny_cnn.py"])
+    path = workload.write_recipe(
+        ws, kept, verify=False, per_channel=True, code_extra=["models/tiny_cnn.py"]
+    )
     r = load_recipe(path)
     assert list(r.targets) == kept
     assert r.verify.enabled is False
@@ -55,8 +57,9 @@ def test_dvc_yaml_has_one_stage_per_artifact_and_int8_params() -> None:
     assert "params" not in stages["onnx_fp16"]
 
 
-def test_find_dvc_says_how_to_install_when_absent(monkeypatch: pytest.MonkeyPatch,
-                                                  tmp_path: Path) -> None:
+def test_find_dvc_says_how_to_install_when_absent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(dvc_pipeline, "DVC_VENV", tmp_path / "nope" / "dvc")
     monkeypatch.setenv("PATH", str(tmp_path))
     exe, why = dvc_pipeline.find_dvc()
@@ -67,9 +70,9 @@ def test_output_parsers_and_touch(tmp_path: Path) -> None:
     assert timing.modelbuild_ran("nothing to do: 13 actions cached\n  onnx  dist/x\n") == 0
     assert timing.modelbuild_ran("  built onnx_int8 0.3s\n2 built, 11 cached, 0 failed\n") == 2
     assert timing.modelbuild_ran("garbled") is None
-    assert timing.modelbuild_actions("  built onnx_from_torch 3.07s  (never built)\n"
-                                     "  built verify[onnx] 0.06s  (x)\n") == [
-        ("onnx_from_torch", 3.07), ("verify[onnx]", 0.06)]
+    assert timing.modelbuild_actions(
+        "  built onnx_from_torch 3.07s  (never built)\n  built verify[onnx] 0.06s  (x)\n"
+    ) == [("onnx_from_torch", 3.07), ("verify[onnx]", 0.06)]
     assert timing.dvc_ran("Running stage 'a':\n> x\nRunning stage 'b':\n") == 2
     f = tmp_path / "ckpt"
     f.write_bytes(b"abc")
@@ -96,15 +99,26 @@ def test_tables_and_goals_from_results() -> None:
     sc = ("full", "noop", "incremental", "touched")
     results = {
         "systems": {
-            "mb": {s: _series(v, n) for s, v, n in zip(sc, (6.0, 0.05, 0.8, 0.06), (13, 0, 2, 0))},
-            "mb_noverify": {s: _series(v, 1) for s, v in zip(sc, (3.0, 0.05, 0.5, 0.06))},
+            "mb": {
+                s: _series(v, n)
+                for s, v, n in zip(sc, (6.0, 0.05, 0.8, 0.06), (13, 0, 2, 0), strict=False)
+            },
+            "mb_noverify": {
+                s: _series(v, 1) for s, v in zip(sc, (3.0, 0.05, 0.5, 0.06), strict=False)
+            },
             "plain": {s: _series(8.0, 6) for s in sc},
             "dvc": {"skipped": "dvc not found"},
         },
         "startup": {"modelbuild --help": {"median_s": 0.2, "samples_s": [0.2]}},
-        "hashing": {"size_bytes": 10**9, "memory_Bps": 1e9, "evicted": True,
-                    "first_disk_s": 1.05, "first_cached_s": 1.0, "statcache_miss_s": 1.0,
-                    "statcache_hit_s": 2e-5},
+        "hashing": {
+            "size_bytes": 10**9,
+            "memory_Bps": 1e9,
+            "evicted": True,
+            "first_disk_s": 1.05,
+            "first_cached_s": 1.0,
+            "statcache_miss_s": 1.0,
+            "statcache_hit_s": 2e-5,
+        },
         "big_noop": {"size_bytes": 10**9, "first_build_s": 4.0, "added_ms": 12.0},
     }
     results["systems"]["mb"]["full"]["output"] = "  built onnx_from_torch 3.00s  (never built)\n"
@@ -128,8 +142,9 @@ def test_plain_export_writes_the_onnx_family(tmp_path: Path) -> None:
     seconds = plain_export.export_all(ws, tmp_path / "out", ("onnx-fp16", "onnx-int8"))
     assert list(seconds) == ["onnx", "onnx-fp16", "onnx-int8"]
     for name in seconds:
-        ort.InferenceSession(str(tmp_path / "out" / name / "model.onnx"),
-                             providers=["CPUExecutionProvider"])
+        ort.InferenceSession(
+            str(tmp_path / "out" / name / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
 
 
 def test_modelbuild_scenarios_rebuild_only_what_changed(tmp_path: Path) -> None:

@@ -13,8 +13,18 @@ import pytest
 
 from tests.conftest import build_json, run_cli, statuses, write_recipe
 
-HEAVY = ["torch", "tensorflow", "onnx", "onnxruntime", "coremltools", "openvino", "tensorrt",
-         "rich", "onnx2tf", "onnxsim"]
+HEAVY = [
+    "torch",
+    "tensorflow",
+    "onnx",
+    "onnxruntime",
+    "coremltools",
+    "openvino",
+    "tensorrt",
+    "rich",
+    "onnx2tf",
+    "onnxsim",
+]
 
 SMALL = {
     "onnx": {"format": "onnx", "precision": "fp32"},
@@ -34,10 +44,20 @@ def test_full_example_builds_verifies_and_publishes(tiny_cnn: Path) -> None:
     from modelbuild.recipe.load import load_recipe
 
     every = set(load_recipe(tiny_cnn / "model.build.yaml").targets)
-    assert {"onnx", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic", "onnx-ort", "torchscript",
-            "openvino-fp16", "savedmodel", "tflite-fp16", "coreml-fp16"} <= every
+    assert {
+        "onnx",
+        "onnx-fp16",
+        "onnx-int8",
+        "onnx-int8-dynamic",
+        "onnx-ort",
+        "torchscript",
+        "openvino-fp16",
+        "savedmodel",
+        "tflite-fp16",
+        "coreml-fp16",
+    } <= every
     assert set(res["targets"]) == every
-    for name, t in res["targets"].items():
+    for _name, t in res["targets"].items():
         assert t["verified"] is True
         assert Path(t["path"]).exists() and Path(t["path"]).parent.parent.name == "dist"
     # One ONNX export feeds every ONNX-derived target.
@@ -61,11 +81,20 @@ def test_noop_build_caches_everything_and_imports_no_framework(tiny_cnn: Path) -
     write_recipe(tiny_cnn, SMALL)
     build_json(tiny_cnn)
     lock_before = (tiny_cnn / "model.build.lock").read_bytes()
-    code = ("import json, sys; from modelbuild.commands.main import main; rc = main(['build', '--json']); "
-            f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr); "
-            "sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tiny_cnn, capture_output=True,
-                          text=True, env=dict(os.environ), timeout=120)
+    code = (
+        "import json, sys; from modelbuild.commands.main import main; "
+        "rc = main(['build', '--json']); "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr); "
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tiny_cnn,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     assert set(statuses(res).values()) == {"cached"}
@@ -78,8 +107,16 @@ def test_incremental_rebuilds_only_what_changed(tiny_cnn: Path) -> None:
     build_json(tiny_cnn)
 
     # One target's precision: only that target's own actions.
-    targets = dict(SMALL, **{"onnx-fp16": {"format": "onnx", "precision": "int8",
-                                           "quantize": {"mode": "dynamic", "per_channel": True}}})
+    targets = dict(
+        SMALL,
+        **{
+            "onnx-fp16": {
+                "format": "onnx",
+                "precision": "int8",
+                "quantize": {"mode": "dynamic", "per_channel": True},
+            }
+        },
+    )
     write_recipe(tiny_cnn, targets)
     res = build_json(tiny_cnn)
     assert built(res) == {"onnx_int8[onnx-fp16]", "verify[onnx-fp16]"}
@@ -122,12 +159,14 @@ def test_plan_explains_why(tiny_cnn: Path) -> None:
     assert "onnx_from_torch" in built(res)
 
 
-def test_tool_version_change_changes_the_key(tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelbuild.store.cache import Cache
-    from modelbuild.engine.scheduler import Engine
-    from modelbuild.engine.plan import make_plan
-    from modelbuild.recipe.load import load_recipe
+def test_tool_version_change_changes_the_key(
+    tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from modelbuild import step as base
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.engine.scheduler import Engine
+    from modelbuild.recipe.load import load_recipe
+    from modelbuild.store.cache import Cache
 
     write_recipe(tiny_cnn, SMALL)
     build_json(tiny_cnn)
@@ -157,12 +196,17 @@ def test_early_cutoff_on_a_code_change_that_does_not_change_the_export(tiny_cnn:
 
 def test_parity_failure_fails_with_figures_and_publishes_nothing(tiny_cnn: Path) -> None:
     targets = dict(SMALL)
-    targets["onnx-fp16"] = {"format": "onnx", "precision": "fp16",
-                            "verify": {"tolerance": {"atol": 0.0, "rtol": 0.0}}}
+    targets["onnx-fp16"] = {
+        "format": "onnx",
+        "precision": "fp16",
+        "verify": {"tolerance": {"atol": 0.0, "rtol": 0.0}},
+    }
     write_recipe(tiny_cnn, targets)
     proc = run_cli(["build", "--keep-going"], tiny_cnn, check=1)
     assert "parity check failed" in proc.stdout + proc.stderr
-    assert "max_abs=" in proc.stdout + proc.stderr and "would need atol" in proc.stdout + proc.stderr
+    assert (
+        "max_abs=" in proc.stdout + proc.stderr and "would need atol" in proc.stdout + proc.stderr
+    )
     assert not (tiny_cnn / "dist" / "onnx-fp16").exists()
     assert (tiny_cnn / "dist" / "onnx" / "model.onnx").exists()  # keep-going built the rest
     lock = json.loads((tiny_cnn / "model.build.lock").read_text())
@@ -188,11 +232,12 @@ def test_wrong_export_is_caught_by_the_parity_gate(tiny_cnn: Path) -> None:
     (tiny_cnn / "models" / "branchy.py").write_text(BRANCHY)
     src = {"framework": "pytorch", "model": "models.branchy:Branchy"}
     inputs = {"x": {"shape": [2, 4], "dtype": "float32", "range": [-1.0, 1.0]}}
-    targets = {"onnx": {"format": "onnx"},
-               "traced": {"format": "torchscript", "method": "trace"},
-               "scripted": {"format": "torchscript", "method": "script"}}
-    write_recipe(tiny_cnn, targets, source=src, inputs=inputs, outputs=["y"],
-                 verify={"samples": 6})
+    targets = {
+        "onnx": {"format": "onnx"},
+        "traced": {"format": "torchscript", "method": "trace"},
+        "scripted": {"format": "torchscript", "method": "script"},
+    }
+    write_recipe(tiny_cnn, targets, source=src, inputs=inputs, outputs=["y"], verify={"samples": 6})
     res = build_json(tiny_cnn, "--keep-going", check=1)
     t = res["targets"]
     assert t["scripted"]["verified"] is True
@@ -205,8 +250,14 @@ def test_build_one_target_builds_only_what_it_needs(tiny_cnn: Path) -> None:
     write_recipe(tiny_cnn, SMALL)
     res = build_json(tiny_cnn, "onnx-fp16")
     assert set(res["targets"]) == {"onnx-fp16"}
-    assert {a["step"] for a in res["actions"]} == {"onnx_from_torch", "onnx_simplify", "onnx_fp16",
-                                                   "make_inputs", "reference", "verify"}
+    assert {a["step"] for a in res["actions"]} == {
+        "onnx_from_torch",
+        "onnx_simplify",
+        "onnx_fp16",
+        "make_inputs",
+        "reference",
+        "verify",
+    }
     assert not (tiny_cnn / "dist" / "torchscript").exists()
     proc = run_cli(["build", "nope"], tiny_cnn, check=2)
     assert "unknown target" in proc.stderr
@@ -255,17 +306,20 @@ def test_missing_checkpoint_is_a_recipe_error(tiny_cnn: Path) -> None:
 
 def test_a_worker_imports_torch_once_for_all_its_actions(tiny_cnn: Path) -> None:
     """Workers are reused: with -j 1 every torch step runs in the same process."""
-    from modelbuild.store.cache import Cache
-    from modelbuild.engine.scheduler import Engine
     from modelbuild.engine.plan import make_plan
+    from modelbuild.engine.scheduler import Engine
     from modelbuild.recipe.load import load_recipe
+    from modelbuild.store.cache import Cache
 
     write_recipe(tiny_cnn, SMALL)
     recipe = load_recipe(tiny_cnn / "model.build.yaml")
     eng = Engine(make_plan(recipe), Cache(Path(os.environ["MODELBUILD_CACHE"])), jobs=1)
     results = eng.run(list(SMALL))
-    torch_steps = [r for r in results if r.action.step in
-                   ("onnx_from_torch", "torchscript_from_torch", "reference")]
+    torch_steps = [
+        r
+        for r in results
+        if r.action.step in ("onnx_from_torch", "torchscript_from_torch", "reference")
+    ]
     assert len(torch_steps) == 3 and all(r.status == "built" for r in torch_steps)
     assert len({r.pid for r in results}) == 1 and eng.workers_started == 1
 
@@ -277,11 +331,15 @@ def test_fast_noop_path_is_right_about_touches_and_deletions(tiny_cnn: Path) -> 
     build_json(tiny_cnn)
     ckpt = tiny_cnn / "weights" / "tiny_cnn.safetensors"
     os.utime(ckpt, (5, 5))
-    code = ("import json, sys; from modelbuild.commands.main import main; rc = main(['build', '--json']); "
-            "print(json.dumps([m for m in ('networkx', 'jsonschema', 'yaml') "
-            "if m in sys.modules]), file=sys.stderr); sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tiny_cnn, capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import json, sys; from modelbuild.commands.main import main; "
+        "rc = main(['build', '--json']); "
+        "print(json.dumps([m for m in ('networkx', 'jsonschema', 'yaml') "
+        "if m in sys.modules]), file=sys.stderr); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tiny_cnn, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert set(statuses(json.loads(proc.stdout)).values()) == {"cached"}
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == []  # answered from the state file
@@ -302,8 +360,9 @@ def test_fast_noop_path_is_right_about_touches_and_deletions(tiny_cnn: Path) -> 
 
 
 def test_verify_command_reruns_the_checks_and_prints_figures(tiny_cnn: Path) -> None:
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}, "onnx-fp16": {"format": "onnx",
-                                                                      "precision": "fp16"}})
+    write_recipe(
+        tiny_cnn, {"onnx": {"format": "onnx"}, "onnx-fp16": {"format": "onnx", "precision": "fp16"}}
+    )
     build_json(tiny_cnn)
     out = json.loads(run_cli(["verify", "--json"], tiny_cnn).stdout)
     assert out["ok"] and sorted(out["rechecked"]) == ["verify[onnx-fp16]", "verify[onnx]"]
@@ -321,8 +380,12 @@ def test_onnx_and_torchscript_files_as_sources(tiny_cnn: Path) -> None:
     shutil.copy(tiny_cnn / "dist" / "onnx" / "model.onnx", tiny_cnn / "source.onnx")
     shutil.copy(tiny_cnn / "dist" / "ts" / "model.pt", tiny_cnn / "source.pt")
     # An ONNX file: checked, converted to the recipe's opset, then the usual chain.
-    write_recipe(tiny_cnn, {"fp16": {"format": "onnx", "precision": "fp16"}},
-                 source={"framework": "onnx", "model": "source.onnx"}, opset=16)
+    write_recipe(
+        tiny_cnn,
+        {"fp16": {"format": "onnx", "precision": "fp16"}},
+        source={"framework": "onnx", "model": "source.onnx"},
+        opset=16,
+    )
     res = build_json(tiny_cnn)
     assert res["ok"] and "onnx_from_file" in statuses(res)
     import onnx
@@ -330,21 +393,29 @@ def test_onnx_and_torchscript_files_as_sources(tiny_cnn: Path) -> None:
     m = onnx.load(res["targets"]["fp16"]["path"])
     assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == 16
     # A TorchScript file: exported to ONNX, verified against the TorchScript module.
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}, "ts": {"format": "torchscript"}},
-                 source={"framework": "torchscript", "model": "source.pt"})
+    write_recipe(
+        tiny_cnn,
+        {"onnx": {"format": "onnx"}, "ts": {"format": "torchscript"}},
+        source={"framework": "torchscript", "model": "source.pt"},
+    )
     res = build_json(tiny_cnn)
     assert res["ok"] and res["targets"]["onnx"]["verified"]
     # TorchScript cannot come from ONNX: a recipe error, not a crash.
-    write_recipe(tiny_cnn, {"ts": {"format": "torchscript"}},
-                 source={"framework": "onnx", "model": "source.onnx"})
+    write_recipe(
+        tiny_cnn,
+        {"ts": {"format": "torchscript"}},
+        source={"framework": "onnx", "model": "source.onnx"},
+    )
     assert "cannot be made from an ONNX source" in run_cli(["build"], tiny_cnn, check=2).stderr
 
 
 def test_verification_on_the_recipes_own_samples(tiny_cnn: Path) -> None:
     """verify.data: real inputs keyed by input name; a dynamic batch is also checked at 1."""
     rng = np.random.default_rng(7)
-    np.savez(tiny_cnn / "data" / "samples.npz",
-             images=rng.uniform(0, 1, (3, 3, 32, 32)).astype(np.float32))
+    np.savez(
+        tiny_cnn / "data" / "samples.npz",
+        images=rng.uniform(0, 1, (3, 3, 32, 32)).astype(np.float32),
+    )
     write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}}, verify={"data": "data/samples.npz"})
     res = build_json(tiny_cnn)
     assert res["ok"]

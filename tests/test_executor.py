@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from modelbuild.store.cache import Cache
-from modelbuild.engine.scheduler import Engine
 from modelbuild.engine.plan import Action, FileRef, Plan, TargetPlan, _assign_ids
+from modelbuild.engine.scheduler import Engine
 from modelbuild.step import register
+from modelbuild.store.cache import Cache
 
 register("fake_echo", "tests.fake_steps")
 
@@ -19,8 +19,10 @@ def make_plan(tmp_path: Path, spec: dict[str, dict]) -> Plan:
     """spec: uid → {"params": {...}, "inputs": {role: uid-or-Path}}; insertion order = order."""
     actions = {}
     for uid, s in spec.items():
-        inputs = {r: (FileRef(str(v)) if isinstance(v, Path) else v)
-                  for r, v in s.get("inputs", {}).items()}
+        inputs = {
+            r: (FileRef(str(v)) if isinstance(v, Path) else v)
+            for r, v in s.get("inputs", {}).items()
+        }
         actions[uid] = Action(uid, "fake_echo", s.get("params", {}), inputs, [uid])
     _assign_ids(actions)
     targets = {uid: TargetPlan(uid, "fake", "fp32", uid, None, "out.txt") for uid in spec}
@@ -83,9 +85,11 @@ def test_failure_skips_dependents_and_keep_going_finishes_the_rest(tmp_path: Pat
 def test_without_keep_going_the_build_stops(tmp_path: Path) -> None:
     src, log = tmp_path / "src.txt", tmp_path / "calls.log"
     src.write_text("x")
-    spec = {"a": {"params": {"fail": True}, "inputs": {"src": src}},
-            "z": {"params": {"text": "later"}, "inputs": {"up": "a"}},
-            "y": {"params": {"text": "other", "calls": str(log), "label": "y"}, "inputs": {"up": "z"}}}
+    spec = {
+        "a": {"params": {"fail": True}, "inputs": {"src": src}},
+        "z": {"params": {"text": "later"}, "inputs": {"up": "a"}},
+        "y": {"params": {"text": "other", "calls": str(log), "label": "y"}, "inputs": {"up": "z"}},
+    }
     st = run(tmp_path, spec)
     assert st["a"] == "failed" and st["z"] == "skipped" and st["y"] == "skipped"
 
@@ -93,9 +97,11 @@ def test_without_keep_going_the_build_stops(tmp_path: Path) -> None:
 def test_crashing_worker_fails_its_action_only(tmp_path: Path) -> None:
     src, log = tmp_path / "src.txt", tmp_path / "calls.log"
     src.write_text("x")
-    spec = {"boom": {"params": {"crash": True, "text": "k"}, "inputs": {"src": src}},
-            "ok1": {"params": {"text": "1", "calls": str(log), "label": "ok1"}},
-            "ok2": {"params": {"text": "2", "calls": str(log), "label": "ok2"}}}
+    spec = {
+        "boom": {"params": {"crash": True, "text": "k"}, "inputs": {"src": src}},
+        "ok1": {"params": {"text": "1", "calls": str(log), "label": "ok1"}},
+        "ok2": {"params": {"text": "2", "calls": str(log), "label": "ok2"}},
+    }
     st = run(tmp_path, spec, jobs=2, keep_going=True)
     assert st == {"boom": "failed", "ok1": "built", "ok2": "built"}
     # The crashed action left no action entry; its scratch dir is swept by the next build.
@@ -107,8 +113,9 @@ def test_crashing_worker_fails_its_action_only(tmp_path: Path) -> None:
 
 def test_workers_are_reused_across_actions(tmp_path: Path) -> None:
     log = tmp_path / "calls.log"
-    spec = {f"n{i}": {"params": {"text": str(i), "calls": str(log), "label": f"n{i}"}}
-            for i in range(5)}
+    spec = {
+        f"n{i}": {"params": {"text": str(i), "calls": str(log), "label": f"n{i}"}} for i in range(5)
+    }
     run(tmp_path, spec, jobs=1)
     pids = {line.split()[1] for line in calls(log)}
     assert len(calls(log)) == 5 and len(pids) == 1

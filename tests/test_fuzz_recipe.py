@@ -15,26 +15,90 @@ from hypothesis import strategies as st
 from modelbuild.errors import ModelBuildError
 from modelbuild.recipe.load import Recipe, load_recipe
 
-KEYS = ["modelbuild", "name", "extends", "source", "inputs", "outputs", "opset", "verify",
-        "targets", "output_dir", "framework", "model", "checkpoint", "args", "shape", "dtype",
-        "dynamic", "range", "format", "precision", "quantize", "mode", "calibration", "data",
-        "tolerance", "atol", "rtol", "cosine", "simplify", "method", "samples", "0", "1"]
-VALUES = ["onnx", "fp16", "int8", "pytorch", "torchscript", "models.tiny_cnn:TinyCNN",
-          "weights/tiny_cnn.safetensors", "recipe:cpu-server", "recipe:nope", "../x", "/etc",
-          "float32", "int64", "batch", "static", "dynamic", "trace", "script"]
+KEYS = [
+    "modelbuild",
+    "name",
+    "extends",
+    "source",
+    "inputs",
+    "outputs",
+    "opset",
+    "verify",
+    "targets",
+    "output_dir",
+    "framework",
+    "model",
+    "checkpoint",
+    "args",
+    "shape",
+    "dtype",
+    "dynamic",
+    "range",
+    "format",
+    "precision",
+    "quantize",
+    "mode",
+    "calibration",
+    "data",
+    "tolerance",
+    "atol",
+    "rtol",
+    "cosine",
+    "simplify",
+    "method",
+    "samples",
+    "0",
+    "1",
+]
+VALUES = [
+    "onnx",
+    "fp16",
+    "int8",
+    "pytorch",
+    "torchscript",
+    "models.tiny_cnn:TinyCNN",
+    "weights/tiny_cnn.safetensors",
+    "recipe:cpu-server",
+    "recipe:nope",
+    "../x",
+    "/etc",
+    "float32",
+    "int64",
+    "batch",
+    "static",
+    "dynamic",
+    "trace",
+    "script",
+]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 40), st.floats(allow_nan=True),
-                    st.sampled_from(VALUES), st.text(max_size=8))
-trees = st.recursive(scalars, lambda kids: st.one_of(
-    st.lists(kids, max_size=4),
-    st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=6)), kids, max_size=6)),
-    max_leaves=30)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 40),
+    st.floats(allow_nan=True),
+    st.sampled_from(VALUES),
+    st.text(max_size=8),
+)
+trees = st.recursive(
+    scalars,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=4),
+        st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=6)), kids, max_size=6),
+    ),
+    max_leaves=30,
+)
 
-BASE = {"modelbuild": 1, "name": "fuzz",
-        "source": {"framework": "pytorch", "model": "models.tiny_cnn:TinyCNN",
-                   "checkpoint": "weights/tiny_cnn.safetensors"},
-        "inputs": {"images": {"shape": [1, 3, 8, 8], "dynamic": {0: "batch"}}},
-        "targets": {"onnx": {"format": "onnx"}}}
+BASE = {
+    "modelbuild": 1,
+    "name": "fuzz",
+    "source": {
+        "framework": "pytorch",
+        "model": "models.tiny_cnn:TinyCNN",
+        "checkpoint": "weights/tiny_cnn.safetensors",
+    },
+    "inputs": {"images": {"shape": [1, 3, 8, 8], "dynamic": {0: "batch"}}},
+    "targets": {"onnx": {"format": "onnx"}},
+}
 
 _DIR = Path(tempfile.mkdtemp(prefix="modelbuild-fuzz-"))
 atexit.register(shutil.rmtree, _DIR, True)
@@ -74,8 +138,9 @@ def test_a_valid_recipe_with_one_part_replaced(keys: list[str], value: object) -
 
 
 @FUZZ
-@given(st.sampled_from(sorted(BASE)), st.sampled_from(sorted({"source", "inputs", "targets"})),
-       trees)
+@given(
+    st.sampled_from(sorted(BASE)), st.sampled_from(sorted({"source", "inputs", "targets"})), trees
+)
 def test_nested_values(_: str, section: str, value: object) -> None:
     doc = yaml.safe_load(yaml.safe_dump(BASE))
     sec = doc[section]

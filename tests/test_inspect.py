@@ -11,35 +11,44 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from tests.conftest import built_example, run_cli
-
 from modelbuild.errors import UsageError
 from modelbuild.formats.inspect import detect, inspect_path
+from tests.conftest import built_example, run_cli
 
 TORCH_PARAMS, FOLDED_PARAMS = 1578, 1562
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from built_example(tmp_path_factory, "inspect", {
-        "onnx": {"format": "onnx"}, "torchscript": {"format": "torchscript"}})
+    yield from built_example(
+        tmp_path_factory,
+        "inspect",
+        {"onnx": {"format": "onnx"}, "torchscript": {"format": "torchscript"}},
+    )
 
 
 def make(tmp_path: Path, script: str) -> None:
     """Run a converter in a fresh process (keeps TF/coremltools out of the test process)."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def needs(module: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
-                              reason=f"{module} is not installed")
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None, reason=f"{module} is not installed"
+    )
 
 
 def test_onnx(built: Path) -> None:
@@ -71,8 +80,15 @@ def test_torchscript(built: Path) -> None:
 
 def test_cli_text_and_json(built: Path) -> None:
     text = run_cli(["inspect", "dist/onnx/model.onnx"], built).stdout
-    for word in ("images", "[batch, 3, 32, 32]", "logits", "Conv", "1,562 parameters",
-                 "modelbuild.recipe", "ai.onnx 17"):
+    for word in (
+        "images",
+        "[batch, 3, 32, 32]",
+        "logits",
+        "Conv",
+        "1,562 parameters",
+        "modelbuild.recipe",
+        "ai.onnx 17",
+    ):
         assert word in text, word
     data = json.loads(run_cli(["inspect", "--json", "dist/torchscript/model.pt"], built).stdout)
     assert data["format"] == "torchscript" and data["parameters"] == TORCH_PARAMS
@@ -91,11 +107,14 @@ def test_errors_are_usage_errors(built: Path, tmp_path: Path) -> None:
 @needs("openvino")
 def test_openvino_ir(built: Path, tmp_path: Path) -> None:
     onnx_path = built / "dist" / "onnx" / "model.onnx"
-    make(tmp_path, f"""
+    make(
+        tmp_path,
+        f"""
         import openvino as ov
         ov.save_model(ov.convert_model({str(onnx_path)!r}), "ov/model.xml",
                       compress_to_fp16=False)
-    """)
+    """,
+    )
     for path in (tmp_path / "ov", tmp_path / "ov" / "model.xml", tmp_path / "ov" / "model.bin"):
         info = inspect_path(path)
         assert info.format == "openvino" and info.path.endswith("model.xml")
@@ -111,12 +130,16 @@ def test_openvino_ir(built: Path, tmp_path: Path) -> None:
 def convert_and_inspect(tmp_path: Path, script: str, *paths: str) -> list[dict[str, Any]]:
     """Convert and inspect in one fresh process: TensorFlow and coremltools (which imports
     torch and TensorFlow) are imported once, and never into the test process."""
-    make(tmp_path, script + textwrap.dedent(f"""
+    make(
+        tmp_path,
+        script
+        + textwrap.dedent(f"""
         import json
         from modelbuild.formats.inspect import inspect_path
         with open("info.json", "w") as f:
             json.dump([inspect_path(p).to_json() for p in {list(paths)!r}], f)
-    """))
+    """),
+    )
     return json.loads((tmp_path / "info.json").read_text())  # type: ignore[no-any-return]
 
 
@@ -149,13 +172,11 @@ def test_tflite_and_savedmodel(tmp_path: Path) -> None:
     assert lite["outputs"][0]["shape"] == [1, 3]
     assert lite["ops"] == {"FULLY_CONNECTED": 1}
     assert lite["parameters"] == 12 + 3  # the weight (stored transposed) and the bias
-    assert lite["details"]["signatures"]["serving_default"] == {"inputs": ["x"],
-                                                                "outputs": ["y"]}
+    assert lite["details"]["signatures"]["serving_default"] == {"inputs": ["x"], "outputs": ["y"]}
     assert "min_runtime_version" in lite["metadata"]
 
     assert sm["format"] == "savedmodel"
-    assert [(t["name"], t["shape"], t["dtype"]) for t in sm["inputs"]] == [("x", [1, 4],
-                                                                           "float32")]
+    assert [(t["name"], t["shape"], t["dtype"]) for t in sm["inputs"]] == [("x", [1, 4], "float32")]
     assert [t["name"] for t in sm["outputs"]] == ["y"]
     assert sm["ops"] == {"MatMul": 1, "AddV2": 1, "Relu": 1}  # not the save/restore plumbing
     assert sm["parameters"] == 15
@@ -165,7 +186,9 @@ def test_tflite_and_savedmodel(tmp_path: Path) -> None:
 @needs("coremltools")
 def test_coreml_mlpackage(built: Path, tmp_path: Path) -> None:
     ts = built / "dist" / "torchscript" / "model.pt"
-    (info,) = convert_and_inspect(tmp_path, textwrap.dedent(f"""
+    (info,) = convert_and_inspect(
+        tmp_path,
+        textwrap.dedent(f"""
         import warnings; warnings.simplefilter("ignore")
         import numpy as np, torch, coremltools as ct
         m = ct.convert(torch.jit.load({str(ts)!r}), convert_to="mlprogram",
@@ -176,10 +199,13 @@ def test_coreml_mlpackage(built: Path, tmp_path: Path) -> None:
         m.short_description = "tiny cnn"
         m.user_defined_metadata["modelbuild.recipe"] = "tiny-cnn"
         m.save("m.mlpackage")
-    """), "m.mlpackage")
+    """),
+        "m.mlpackage",
+    )
     assert info["format"] == "coreml"
     assert [(t["name"], t["shape"], t["dtype"]) for t in info["inputs"]] == [
-        ("images", [1, 3, 32, 32], "float32")]
+        ("images", [1, 3, 32, 32], "float32")
+    ]
     assert [t["name"] for t in info["outputs"]] == ["logits"]
     assert info["ops"]["conv"] == 2 and info["opset"]["main"].startswith("CoreML")
     assert info["parameters"] == FOLDED_PARAMS  # coremltools folds the BatchNorm as well
@@ -192,7 +218,13 @@ def test_every_inspectable_format_has_a_reader() -> None:
 
     from modelbuild.registry import FORMATS, inspectable
 
-    assert set(inspectable()) == {"onnx", "tflite", "openvino", "torchscript", "coreml",
-                                  "savedmodel"}
+    assert set(inspectable()) == {
+        "onnx",
+        "tflite",
+        "openvino",
+        "torchscript",
+        "coreml",
+        "savedmodel",
+    }
     for name in inspectable():
         assert callable(importlib.import_module(f"{FORMATS[name].package}.inspect").inspect)

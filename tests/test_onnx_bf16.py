@@ -18,8 +18,8 @@ FP32 = {"format": "onnx", "precision": "fp32"}
 
 
 def test_bf16_is_valid_recipe_but_cannot_be_planned(tiny_cnn: Path) -> None:
-    from modelbuild.errors import PlanError
     from modelbuild.engine.plan import make_plan
+    from modelbuild.errors import PlanError
     from modelbuild.recipe.load import load_recipe
 
     recipe = load_recipe(write_recipe(tiny_cnn, {"onnx": FP32, "onnx-bf16": BF16}))
@@ -48,11 +48,16 @@ def test_onnxruntime_cpu_has_no_bf16_arithmetic(op: str) -> None:
     from onnx import TensorProto, helper
 
     shapes = {"Add": ([2, 4], [2, 4]), "MatMul": ([2, 4], [4, 3]), "Relu": ([2, 4],)}[op]
-    names = ["a", "b"][:len(shapes)]
+    names = ["a", "b"][: len(shapes)]
     graph = helper.make_graph(
-        [helper.make_node(op, names, ["y"])], "g",
-        [helper.make_tensor_value_info(n, TensorProto.BFLOAT16, s) for n, s in zip(names, shapes)],
-        [helper.make_tensor_value_info("y", TensorProto.BFLOAT16, None)])
+        [helper.make_node(op, names, ["y"])],
+        "g",
+        [
+            helper.make_tensor_value_info(n, TensorProto.BFLOAT16, s)
+            for n, s in zip(names, shapes, strict=False)
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.BFLOAT16, None)],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     with pytest.raises(Exception, match="NOT_IMPLEMENTED"):
         ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 # Builds need the toolchain; the plan-time tests below do not.
 needs_openvino = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
-    reason="the openvino extra is not installed")
+    reason="the openvino extra is not installed",
+)
 
 ONNX = {"format": "onnx", "precision": "fp32"}
 OV32 = {"format": "openvino", "precision": "fp32"}
@@ -76,8 +77,10 @@ def test_runner_takes_dynamic_batch_and_runs_int8_kernels(tiny_cnn: Path) -> Non
     assert out.shape == (3, 10) and again.shape == (1, 10)
     assert np.array_equal(x, keep)  # the caller's input is left alone (share_inputs=False)
     # The f32 hint keeps the quantized layers on integer kernels: the check measures int8.
-    precisions = {op.get_rt_info()["layerType"].astype(str): op.get_rt_info()[
-        "runtimePrecision"].astype(str) for op in r.compiled.get_runtime_model().get_ops()}
+    precisions = {
+        op.get_rt_info()["layerType"].astype(str): op.get_rt_info()["runtimePrecision"].astype(str)
+        for op in r.compiled.get_runtime_model().get_ops()
+    }
     assert precisions["Convolution"] in ("u8", "i8")
 
 
@@ -86,9 +89,13 @@ def test_precision_change_rebuilds_only_the_openvino_actions(tiny_cnn: Path) -> 
     write_recipe(tiny_cnn, {"onnx": ONNX, "openvino": OV32})
     assert build_json(tiny_cnn)["ok"]
     # int8 without calibration data: drawn from the declared ranges, with a warning.
-    write_recipe(tiny_cnn, {"onnx": ONNX, "openvino": {"format": "openvino",
-                                                       "precision": "int8",
-                                                       "calibration": {"samples": 8}}})
+    write_recipe(
+        tiny_cnn,
+        {
+            "onnx": ONNX,
+            "openvino": {"format": "openvino", "precision": "int8", "calibration": {"samples": 8}},
+        },
+    )
     res = build_json(tiny_cnn)
     assert res["ok"], res
     st = statuses(res)
@@ -104,8 +111,9 @@ def test_text_classifier_int64_inputs_dynamic_batch_and_sequence(text_classifier
     write_recipe(text_classifier, {"openvino": OV32})
     res = build_json(text_classifier)
     assert res["ok"], res
-    parity = json.loads((text_classifier / "model.build.lock").read_text())[
-        "targets"]["openvino"]["parity"]
+    parity = json.loads((text_classifier / "model.build.lock").read_text())["targets"]["openvino"][
+        "parity"
+    ]
     assert parity["sets_checked"] == 4 and parity["sets_skipped"] == 0
     assert parity["outputs"]["logits"]["max_abs"] < 1e-5
 
@@ -117,13 +125,15 @@ def _plan(folder: Path, targets: dict, monkeypatch: pytest.MonkeyPatch, missing:
     write_recipe(folder, targets)
     recipe = load_recipe(folder / "model.build.yaml")
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == missing else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a)
+    )
     return make_plan(recipe)
 
 
-def test_missing_openvino_is_a_plan_error_naming_the_extra(tiny_cnn: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_openvino_is_a_plan_error_naming_the_extra(
+    tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from modelbuild.errors import MissingToolchainError
 
     plan = _plan(tiny_cnn, {"onnx": ONNX, "openvino": OV32}, monkeypatch, "openvino")
@@ -147,8 +157,16 @@ def test_int8_settings_on_a_float_target_are_a_recipe_error(tiny_cnn: Path) -> N
     from modelbuild.errors import RecipeError
     from modelbuild.recipe.load import load_recipe
 
-    write_recipe(tiny_cnn, {"ov": {"format": "openvino", "precision": "fp16",
-                                   "calibration": {"data": "data/calib.npz"}}})
+    write_recipe(
+        tiny_cnn,
+        {
+            "ov": {
+                "format": "openvino",
+                "precision": "fp16",
+                "calibration": {"data": "data/calib.npz"},
+            }
+        },
+    )
     with pytest.raises(RecipeError) as exc:
         load_recipe(tiny_cnn / "model.build.yaml")
     assert exc.value.key_path == "targets.ov.calibration"

@@ -30,8 +30,9 @@ def test_import_cost_not_module_count_decides() -> None:
     ort_torch = fake({"onnxruntime", "torch", "openvino"})
     tf = fake({"tensorflow"})
     p = pool_of(ort_torch, tf)
-    assert missing_cost(ort_torch.loaded, {"tensorflow", "onnxruntime"}) > \
-        missing_cost(tf.loaded, {"tensorflow", "onnxruntime"})
+    assert missing_cost(ort_torch.loaded, {"tensorflow", "onnxruntime"}) > missing_cost(
+        tf.loaded, {"tensorflow", "onnxruntime"}
+    )
     assert p.pick({"tensorflow", "onnxruntime"}) is tf
 
 

@@ -52,18 +52,26 @@ def test_examples_load_and_extends_merges_bundled_recipe() -> None:
 
 
 def test_unknown_key_names_line_column_path_and_suggestion(tmp_path: Path) -> None:
-    p = write(tmp_path, GOOD.replace("onnx: {format: onnx, precision: fp32}",
-                                     "onnx: {format: onnx, precison: fp32}"))
+    p = write(
+        tmp_path,
+        GOOD.replace(
+            "onnx: {format: onnx, precision: fp32}", "onnx: {format: onnx, precison: fp32}"
+        ),
+    )
     e = error_of(p)
     assert (e.line, e.key_path) == (10, "targets.onnx.precison")
     assert e.column == 24
     assert "unknown key 'precison'" in e.message and "precision" in (e.hint or "")
-    assert e.render().startswith(f"{p}:10:24: targets.onnx.precison:") or \
-        ":10:24: targets.onnx.precison:" in e.render()
+    assert (
+        e.render().startswith(f"{p}:10:24: targets.onnx.precison:")
+        or ":10:24: targets.onnx.precison:" in e.render()
+    )
 
 
 def test_wrong_type_and_enum(tmp_path: Path) -> None:
-    e = error_of(write(tmp_path, GOOD.replace("shape: [1, 3, 32, 32]", "shape: [1, three, 32, 32]")))
+    e = error_of(
+        write(tmp_path, GOOD.replace("shape: [1, 3, 32, 32]", "shape: [1, three, 32, 32]"))
+    )
     assert e.line == 8 and e.key_path == "inputs.images.shape.1" and "expected integer" in e.message
     e = error_of(write(tmp_path, GOOD.replace("precision: fp32", "precision: fp64")))
     assert e.line == 10 and e.key_path == "targets.onnx.precision" and "fp64" in e.message
@@ -88,8 +96,14 @@ def test_duplicate_keys_are_errors(tmp_path: Path) -> None:
 
 
 def test_unsupported_format_precision_pair(tmp_path: Path) -> None:
-    e = error_of(write(tmp_path, GOOD.replace("{format: onnx, precision: fp32}",
-                                              "{format: torchscript, precision: int8}")))
+    e = error_of(
+        write(
+            tmp_path,
+            GOOD.replace(
+                "{format: onnx, precision: fp32}", "{format: torchscript, precision: int8}"
+            ),
+        )
+    )
     assert e.key_path == "targets.onnx.precision"
 
 
@@ -114,9 +128,10 @@ def test_dynamic_axis_out_of_range(tmp_path: Path) -> None:
 
 
 def test_committed_schema_is_fresh() -> None:
-    assert SCHEMA_PATH.read_text() == schema_text(), \
-        "schemas/model.build.schema.json is stale: regenerate it with `modelbuild schema > " \
+    assert SCHEMA_PATH.read_text() == schema_text(), (
+        "schemas/model.build.schema.json is stale: regenerate it with `modelbuild schema > "
         "schemas/model.build.schema.json`"
+    )
     schema = json.loads(schema_text())
     assert schema["properties"]["targets"]["additionalProperties"]["allOf"]
 

@@ -13,8 +13,11 @@ import pytest
 
 from tests.conftest import build_json, run_cli, statuses, write_recipe
 
-TARGETS = {"onnx": {"format": "onnx"}, "onnx-fp16": {"format": "onnx", "precision": "fp16"},
-           "torchscript": {"format": "torchscript"}}
+TARGETS = {
+    "onnx": {"format": "onnx"},
+    "onnx-fp16": {"format": "onnx", "precision": "fp16"},
+    "torchscript": {"format": "torchscript"},
+}
 
 
 def lock_digests(folder: Path) -> dict[str, str]:
@@ -33,19 +36,32 @@ def no_partial_files(folder: Path) -> None:
 def clean_build_digests(folder: Path, cache: Path) -> dict[str, str]:
     """Digests of a from-scratch build of the same folder (other cache, same paths)."""
     env = dict(os.environ, MODELBUILD_CACHE=str(cache))
-    proc = subprocess.run([sys.executable, "-m", "modelbuild", "build", "--json", "--force"],
-                          cwd=folder, env=env, check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelbuild", "build", "--json", "--force"],
+        cwd=folder,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return {k: t["digest"] for k, t in json.loads(proc.stdout)["targets"].items()}
 
 
 @pytest.mark.parametrize("point", ["step", "cache-write", "publish", "write:model.build.lock"])
-def test_sigkill_at_any_point_leaves_no_partial_entry(tiny_cnn: Path, point: str,
-                                                      tmp_path: Path) -> None:
+def test_sigkill_at_any_point_leaves_no_partial_entry(
+    tiny_cnn: Path, point: str, tmp_path: Path
+) -> None:
     write_recipe(tiny_cnn, TARGETS)
     env = dict(os.environ, MODELBUILD_FAULT=point)
-    proc = subprocess.run([sys.executable, "-m", "modelbuild", "build", "-j", "2"],
-                          cwd=tiny_cnn, env=env, capture_output=True, text=True,
-                          start_new_session=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelbuild", "build", "-j", "2"],
+        cwd=tiny_cnn,
+        env=env,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr[-2000:])
     # Whatever the cache holds is intact...
     v = run_cli(["cache", "verify", "--json"], tiny_cnn)
@@ -62,9 +78,16 @@ def test_sigkill_at_any_point_leaves_no_partial_entry(tiny_cnn: Path, point: str
 
 def test_concurrent_builds_share_the_work(tiny_cnn: Path) -> None:
     write_recipe(tiny_cnn, TARGETS)
-    procs = [subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "--json", "-j", "2"],
-                              cwd=tiny_cnn, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "modelbuild", "build", "--json", "-j", "2"],
+            cwd=tiny_cnn,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=600)
@@ -102,14 +125,18 @@ def test_corrupt_object_is_detected_removed_and_rebuilt(tiny_cnn: Path, cache_di
 
 
 def test_cache_gc_keeps_what_lock_files_need(tiny_cnn: Path, cache_dir: Path) -> None:
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}, "onnx-fp16": {"format": "onnx",
-                                                                      "precision": "fp16"}})
+    write_recipe(
+        tiny_cnn, {"onnx": {"format": "onnx"}, "onnx-fp16": {"format": "onnx", "precision": "fp16"}}
+    )
     build_json(tiny_cnn)
     write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}})
     build_json(tiny_cnn)  # the lock no longer names onnx-fp16
     du0 = json.loads(run_cli(["cache", "du", "--json"], tiny_cnn).stdout)
-    out = json.loads(run_cli(["cache", "gc", "--max-age", "0s", "--json", "--repo", str(tiny_cnn)],
-                             tiny_cnn).stdout)
+    out = json.loads(
+        run_cli(
+            ["cache", "gc", "--max-age", "0s", "--json", "--repo", str(tiny_cnn)], tiny_cnn
+        ).stdout
+    )
     assert out["removed_entries"] > 0 and out["kept_for_locks"] == 2  # artifact + its verify
     du1 = json.loads(run_cli(["cache", "du", "--json"], tiny_cnn).stdout)
     assert du1["bytes"] < du0["bytes"]
@@ -124,21 +151,36 @@ def test_cache_gc_keeps_what_lock_files_need(tiny_cnn: Path, cache_dir: Path) ->
 
 # -- bad input -------------------------------------------------------------------------------
 
+
 def test_checkpoint_keys_that_do_not_match(tiny_cnn: Path) -> None:
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}},
-                 source={"framework": "pytorch", "model": "models.tiny_cnn:TinyCNN",
-                         "args": {"num_classes": 10, "width": 4},
-                         "checkpoint": "weights/tiny_cnn.safetensors"})
+    write_recipe(
+        tiny_cnn,
+        {"onnx": {"format": "onnx"}},
+        source={
+            "framework": "pytorch",
+            "model": "models.tiny_cnn:TinyCNN",
+            "args": {"num_classes": 10, "width": 4},
+            "checkpoint": "weights/tiny_cnn.safetensors",
+        },
+    )
     proc = run_cli(["build"], tiny_cnn, check=2)
     text = proc.stdout + proc.stderr
     assert "does not match the model: shape mismatch for" in text
     assert "features.0.weight [8, 3, 3, 3] in the checkpoint, [4, 3, 3, 3] in the model" in text
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}},
-                 source={"framework": "pytorch", "model": "models.tiny_cnn:TinyCNN",
-                         "args": {"num_classes": 7}, "checkpoint": "weights/tiny_cnn.safetensors"})
+    write_recipe(
+        tiny_cnn,
+        {"onnx": {"format": "onnx"}},
+        source={
+            "framework": "pytorch",
+            "model": "models.tiny_cnn:TinyCNN",
+            "args": {"num_classes": 7},
+            "checkpoint": "weights/tiny_cnn.safetensors",
+        },
+    )
     proc = run_cli(["build"], tiny_cnn, check=2)
-    assert "head.weight [10, 16] in the checkpoint, [7, 16] in the model" in \
-        (proc.stdout + proc.stderr).replace("\n", "")
+    assert "head.weight [10, 16] in the checkpoint, [7, 16] in the model" in (
+        proc.stdout + proc.stderr
+    ).replace("\n", "")
     assert not (tiny_cnn / "dist").exists() or not any((tiny_cnn / "dist").iterdir())
 
 
@@ -156,11 +198,16 @@ def test_missing_and_unexpected_keys_are_listed(tiny_cnn: Path) -> None:
 
 
 def test_input_shape_the_model_rejects(tiny_cnn: Path) -> None:
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}},
-                 inputs={"images": {"shape": [1, 4, 32, 32], "dtype": "float32"}})
+    write_recipe(
+        tiny_cnn,
+        {"onnx": {"format": "onnx"}},
+        inputs={"images": {"shape": [1, 4, 32, 32], "dtype": "float32"}},
+    )
     proc = run_cli(["build"], tiny_cnn, check=2)
-    assert "the model rejected the declared inputs (images: [1, 4, 32, 32] float32)" in \
-        proc.stdout + proc.stderr
+    assert (
+        "the model rejected the declared inputs (images: [1, 4, 32, 32] float32)"
+        in proc.stdout + proc.stderr
+    )
     assert not (tiny_cnn / "dist").exists() or not any((tiny_cnn / "dist").iterdir())
 
 
@@ -191,16 +238,26 @@ class WithSyncBN(torch.nn.Module):
 def test_opset_too_low_for_an_op_names_the_op_and_the_opset(tiny_cnn: Path) -> None:
     (tiny_cnn / "models" / "warp.py").write_text(GRID)
     inputs = {"x": {"shape": [1, 2, 8, 8]}, "grid": {"shape": [1, 8, 8, 2], "range": [-1, 1]}}
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}, "ts": {"format": "torchscript"}},
-                 source={"framework": "pytorch", "model": "models.warp:Warp"}, inputs=inputs,
-                 outputs=["y"], opset=13)
+    write_recipe(
+        tiny_cnn,
+        {"onnx": {"format": "onnx"}, "ts": {"format": "torchscript"}},
+        source={"framework": "pytorch", "model": "models.warp:Warp"},
+        inputs=inputs,
+        outputs=["y"],
+        opset=13,
+    )
     proc = run_cli(["build", "--keep-going"], tiny_cnn, check=2)
     text = proc.stdout + proc.stderr
     assert "grid_sampler" in text and "opset 16" in text and "set `opset: 16`" in text
     assert (tiny_cnn / "dist" / "ts").exists()  # keep-going: TorchScript does not need ONNX
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}},
-                 source={"framework": "pytorch", "model": "models.warp:Warp"}, inputs=inputs,
-                 outputs=["y"], opset=16)
+    write_recipe(
+        tiny_cnn,
+        {"onnx": {"format": "onnx"}},
+        source={"framework": "pytorch", "model": "models.warp:Warp"},
+        inputs=inputs,
+        outputs=["y"],
+        opset=16,
+    )
     assert build_json(tiny_cnn)["ok"]
 
 
@@ -225,20 +282,30 @@ class Net(torch.nn.Module):
 
 def test_unsupported_operator_names_the_op_and_the_module(tiny_cnn: Path) -> None:
     (tiny_cnn / "models" / "fft.py").write_text(FFT)
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}},
-                 source={"framework": "pytorch", "model": "models.fft:Net"},
-                 inputs={"x": {"shape": [2, 8]}}, outputs=["y"])
+    write_recipe(
+        tiny_cnn,
+        {"onnx": {"format": "onnx"}},
+        source={"framework": "pytorch", "model": "models.fft:Net"},
+        inputs={"x": {"shape": [2, 8]}},
+        outputs=["y"],
+    )
     proc = run_cli(["build"], tiny_cnn, check=2)
     text = proc.stdout + proc.stderr
-    assert "does not support aten::fft_rfft (called in module body.1 (Spectrum)) at opset 17" in text
+    assert (
+        "does not support aten::fft_rfft (called in module body.1 (Spectrum)) at opset 17" in text
+    )
     assert "torchscript" in text  # the way around it
 
 
 def test_sync_batchnorm_is_converted_with_a_notice(tiny_cnn: Path) -> None:
     (tiny_cnn / "models" / "syncbn.py").write_text(SYNC_BN)
-    write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}},
-                 source={"framework": "pytorch", "model": "models.syncbn:WithSyncBN"},
-                 inputs={"x": {"shape": [1, 3, 8, 8]}}, outputs=["y"])
+    write_recipe(
+        tiny_cnn,
+        {"onnx": {"format": "onnx"}},
+        source={"framework": "pytorch", "model": "models.syncbn:WithSyncBN"},
+        inputs={"x": {"shape": [1, 3, 8, 8]}},
+        outputs=["y"],
+    )
     res = build_json(tiny_cnn)
     assert res["ok"]
     notes = [n for a in res["actions"] for n in a.get("notices", [])]
@@ -256,7 +323,11 @@ def test_pickle_that_would_run_code_is_refused_unless_trusted(tiny_cnn: Path) ->
 
     weights = load_file(str(tiny_cnn / "weights" / "tiny_cnn.safetensors"))
     torch.save({"state_dict": weights, "callback": subprocess.CompletedProcess(["x"], 0)}, ck)
-    src = {"framework": "pytorch", "model": "models.tiny_cnn:TinyCNN", "checkpoint": "weights/evil.pt"}
+    src = {
+        "framework": "pytorch",
+        "model": "models.tiny_cnn:TinyCNN",
+        "checkpoint": "weights/evil.pt",
+    }
     write_recipe(tiny_cnn, {"onnx": {"format": "onnx"}}, source=src)
     proc = run_cli(["build"], tiny_cnn, check=2)
     text = proc.stdout + proc.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -52,17 +52,21 @@ def test_report_files_exist_and_name_every_target(built: Path) -> None:
 
 def test_report_reuses_the_bench_cache(built: Path) -> None:
     first = json.loads(run_cli(["bench", "--json", "--runs", "5", "--warmup", "1"], built).stdout)
-    run_cli(["report", "-o", str(built / "again"), "--runs", "5", "--warmup", "1", "--format",
-             "md"], built)
+    run_cli(
+        ["report", "-o", str(built / "again"), "--runs", "5", "--warmup", "1", "--format", "md"],
+        built,
+    )
     again = json.loads(run_cli(["bench", "--json", "--runs", "5", "--warmup", "1"], built).stdout)
     stamps = {r["name"]: r["measured_at"] for r in first["rows"] if r["status"] == "ok"}
-    assert stamps and stamps == {r["name"]: r["measured_at"] for r in again["rows"]
-                                 if r["status"] == "ok"}
+    assert stamps and stamps == {
+        r["name"]: r["measured_at"] for r in again["rows"] if r["status"] == "ok"
+    }
     assert not (built / "again" / "report.html").exists()
 
 
-def test_no_bench_writes_a_report_without_measuring(built: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_bench_writes_a_report_without_measuring(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MODELBUILD_CACHE", str(tmp_path / "empty-cache"))
     out = tmp_path / "r"
     (out).mkdir()
@@ -93,7 +97,7 @@ def test_graph_layout_reads_left_to_right_without_overlaps(built: Path) -> None:
             assert pos[d][0] < pos[uid][0], (plan.actions[d].id, a.id)
     boxes = list(pos.values())
     for i, (x1, y1, w1, h1) in enumerate(boxes):
-        for x2, y2, w2, h2 in boxes[i + 1:]:
+        for x2, y2, w2, h2 in boxes[i + 1 :]:
             apart_x = abs(x1 - x2) >= (w1 + w2) / 2
             apart_y = abs(y1 - y2) >= (h1 + h2) / 2
             assert apart_x or apart_y

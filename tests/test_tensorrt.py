@@ -17,8 +17,7 @@ from tests.conftest import build_json, run_cli, statuses, write_recipe
 ONNX = {"format": "onnx", "precision": "fp32"}
 TRT16 = {"format": "tensorrt", "precision": "fp16", "workspace_gb": 1}
 
-H100 = dict(name="NVIDIA H100 80GB HBM3", compute_capability="9.0", cuda="12.4",
-            driver="550.54.15")
+H100 = dict(name="NVIDIA H100 80GB HBM3", compute_capability="9.0", cuda="12.4", driver="550.54.15")
 T4 = dict(name="Tesla T4", compute_capability="7.5", cuda="12.2", driver="535.1")
 
 
@@ -54,14 +53,19 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 # -- optimization profiles ----------------------------------------------------------------
 
+
 def test_profiles_derive_from_dynamic_axes() -> None:
     from modelbuild.formats.tensorrt.target import axis_ranges, derive_profiles
 
-    specs = [{"name": "ids", "shape": [2, 16], "dynamic": {"0": "batch", "1": "seq"}},
-             {"name": "mask", "shape": [2, 16], "dynamic": {"0": "batch", "1": "seq"}},
-             {"name": "scale", "shape": [1], "dynamic": {}}]
-    assert axis_ranges(specs, {}) == {"batch": {"min": 1, "opt": 2, "max": 16},
-                                      "seq": {"min": 1, "opt": 16, "max": 64}}
+    specs = [
+        {"name": "ids", "shape": [2, 16], "dynamic": {"0": "batch", "1": "seq"}},
+        {"name": "mask", "shape": [2, 16], "dynamic": {"0": "batch", "1": "seq"}},
+        {"name": "scale", "shape": [1], "dynamic": {}},
+    ]
+    assert axis_ranges(specs, {}) == {
+        "batch": {"min": 1, "opt": 2, "max": 16},
+        "seq": {"min": 1, "opt": 16, "max": 64},
+    }
     prof = derive_profiles(specs, {"batch": {"min": 1, "opt": 4, "max": 32}, "seq": {"max": 128}})
     assert prof["ids"] == {"min": [1, 1], "opt": [4, 16], "max": [32, 128]}
     assert prof["mask"] == prof["ids"]  # a shared axis name has one range
@@ -74,17 +78,30 @@ def test_profiles_derive_from_dynamic_axes() -> None:
         assert r["min"] <= n == r["opt"] <= alt_size(n) <= r["max"]
 
 
-@pytest.mark.parametrize("target, key, words", [
-    (dict(TRT16, profiles={"seq": {"max": 8}}), "targets.t.profiles.seq",
-     "no input has a dynamic axis named 'seq'"),
-    (dict(TRT16, profiles={"batch": {"min": 4, "opt": 2}}), "targets.t.profiles.batch",
-     "min <= opt <= max"),
-    (dict(TRT16, profiles={"batch": {"min": 2, "opt": 2, "max": 8}}), "targets.t.profiles.batch",
-     "declared size 1"),
-    (dict(TRT16, calibration={"samples": 4}), "targets.t.calibration", "int8 targets only"),
-])
-def test_bad_settings_are_recipe_errors(tiny_cnn: Path, target: dict[str, Any], key: str,
-                                        words: str) -> None:
+@pytest.mark.parametrize(
+    "target, key, words",
+    [
+        (
+            dict(TRT16, profiles={"seq": {"max": 8}}),
+            "targets.t.profiles.seq",
+            "no input has a dynamic axis named 'seq'",
+        ),
+        (
+            dict(TRT16, profiles={"batch": {"min": 4, "opt": 2}}),
+            "targets.t.profiles.batch",
+            "min <= opt <= max",
+        ),
+        (
+            dict(TRT16, profiles={"batch": {"min": 2, "opt": 2, "max": 8}}),
+            "targets.t.profiles.batch",
+            "declared size 1",
+        ),
+        (dict(TRT16, calibration={"samples": 4}), "targets.t.calibration", "int8 targets only"),
+    ],
+)
+def test_bad_settings_are_recipe_errors(
+    tiny_cnn: Path, target: dict[str, Any], key: str, words: str
+) -> None:
     from modelbuild.errors import RecipeError
     from modelbuild.recipe.load import load_recipe
 
@@ -94,6 +111,7 @@ def test_bad_settings_are_recipe_errors(tiny_cnn: Path, target: dict[str, Any], 
 
 
 # -- GPU probing and keys ---------------------------------------------------------------------
+
 
 def _fake_nvidia_smi(folder: Path, log: Path) -> None:
     exe = folder / "nvidia-smi"
@@ -109,7 +127,8 @@ else:
 
 
 def test_gpu_probe_reads_nvidia_smi_once_and_honours_visible_devices(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from modelbuild.formats.tensorrt import gpu
 
     log = tmp_path / "calls.txt"
@@ -121,8 +140,11 @@ def test_gpu_probe_reads_nvidia_smi_once_and_honours_visible_devices(
         info = gpu.probe()
         assert info == gpu.GpuInfo(**H100)
         assert info.cc == (9, 0)
-        assert info.key_fields() == {"gpu": H100["name"], "compute_capability": "9.0",
-                                     "cuda": "12.4"}
+        assert info.key_fields() == {
+            "gpu": H100["name"],
+            "compute_capability": "9.0",
+            "cuda": "12.4",
+        }
         assert gpu.probe() is info  # cached per process: nvidia-smi ran for the first call only
         calls = log.read_text().splitlines()
         assert len(calls) == 2 and calls[0].startswith("-i 3 ")
@@ -134,11 +156,10 @@ def test_gpu_probe_reads_nvidia_smi_once_and_honours_visible_devices(
         gpu.probe.cache_clear()
 
 
-def test_key_holds_tensorrt_gpu_compute_capability_and_cuda(
-        fake_gpu: Any, tmp_path: Path) -> None:
-    from modelbuild.formats.tensorrt import gpu
-    from modelbuild.engine.scheduler import action_key, key_ingredients
+def test_key_holds_tensorrt_gpu_compute_capability_and_cuda(fake_gpu: Any, tmp_path: Path) -> None:
     from modelbuild.engine.plan import Action
+    from modelbuild.engine.scheduler import action_key, key_ingredients
+    from modelbuild.formats.tensorrt import gpu
     from modelbuild.formats.tensorrt import tensorrt_from_onnx as step
 
     action = Action("u1", "tensorrt_from_onnx", {"precision": "fp16"}, {"model": "u0"})
@@ -162,10 +183,20 @@ def test_plan_builds_from_the_shared_onnx(fake_gpu: Any, tiny_cnn: Path) -> None
     from modelbuild.engine.plan import make_plan
     from modelbuild.recipe.load import load_recipe
 
-    recipe = load_recipe(write_recipe(tiny_cnn, {
-        "onnx": ONNX, "trt": dict(TRT16, profiles={"batch": {"opt": 4, "max": 8}}),
-        "trt8": {"format": "tensorrt", "precision": "int8",
-                 "calibration": {"data": "data/calib.npz", "method": "minmax"}}}))
+    recipe = load_recipe(
+        write_recipe(
+            tiny_cnn,
+            {
+                "onnx": ONNX,
+                "trt": dict(TRT16, profiles={"batch": {"opt": 4, "max": 8}}),
+                "trt8": {
+                    "format": "tensorrt",
+                    "precision": "int8",
+                    "calibration": {"data": "data/calib.npz", "method": "minmax"},
+                },
+            },
+        )
+    )
     plan = make_plan(recipe)
     assert not plan.errors
     steps = [a.step for a in plan.actions.values()]
@@ -173,8 +204,9 @@ def test_plan_builds_from_the_shared_onnx(fake_gpu: Any, tiny_cnn: Path) -> None
     trt = plan.actions[plan.targets["trt"].artifact]
     assert trt.step == "tensorrt_from_onnx" and plan.targets["trt"].output_name == "model.engine"
     assert plan.actions[trt.inputs["model"]].step == "onnx_simplify"
-    assert trt.params["profiles"] == {"images": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32],
-                                                 "max": [8, 3, 32, 32]}}
+    assert trt.params["profiles"] == {
+        "images": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [8, 3, 32, 32]}
+    }
     assert trt.params["workspace_gb"] == 1
     t8 = plan.actions[plan.targets["trt8"].artifact]
     assert t8.inputs["calibration"].path.endswith("calib.npz")
@@ -183,23 +215,25 @@ def test_plan_builds_from_the_shared_onnx(fake_gpu: Any, tiny_cnn: Path) -> None
 
 
 def test_bf16_needs_ampere(fake_gpu: Any, tiny_cnn: Path) -> None:
-    from modelbuild.formats.tensorrt import gpu
     from modelbuild.engine.plan import make_plan
+    from modelbuild.formats.tensorrt import gpu
     from modelbuild.recipe.load import load_recipe
 
-    recipe = load_recipe(write_recipe(tiny_cnn, {"trt": {"format": "tensorrt",
-                                                         "precision": "bf16"}}))
+    recipe = load_recipe(
+        write_recipe(tiny_cnn, {"trt": {"format": "tensorrt", "precision": "bf16"}})
+    )
     assert not make_plan(recipe).errors
     fake_gpu["info"] = gpu.GpuInfo(**T4)
     err = make_plan(recipe).errors["trt"]
     assert "compute capability 8.0" in err.render() and "Tesla T4" in err.render()
 
 
-def test_gpu_without_tensorrt_names_the_extra(monkeypatch: pytest.MonkeyPatch,
-                                              tiny_cnn: Path) -> None:
-    from modelbuild.formats.tensorrt import gpu
-    from modelbuild.errors import MissingToolchainError
+def test_gpu_without_tensorrt_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tiny_cnn: Path
+) -> None:
     from modelbuild.engine.plan import make_plan
+    from modelbuild.errors import MissingToolchainError
+    from modelbuild.formats.tensorrt import gpu
     from modelbuild.recipe.load import load_recipe
 
     if importlib.util.find_spec("tensorrt") is not None:
@@ -212,8 +246,10 @@ def test_gpu_without_tensorrt_names_the_extra(monkeypatch: pytest.MonkeyPatch,
 
 # -- the refusal, through the CLI ----------------------------------------------------------------
 
+
 def test_without_gpu_the_target_fails_at_plan_time_and_keep_going_builds_the_rest(
-        tiny_cnn: Path) -> None:
+    tiny_cnn: Path,
+) -> None:
     write_recipe(tiny_cnn, {"onnx": ONNX, "trt": TRT16})
     env = {"CUDA_VISIBLE_DEVICES": ""}  # no GPU even where there is one
     # Without --keep-going: a usage-class error (exit 2) before anything runs.
@@ -234,11 +270,13 @@ def test_without_gpu_the_target_fails_at_plan_time_and_keep_going_builds_the_res
 
 # -- real engines (an NVIDIA GPU with TensorRT) ---------------------------------------------------
 
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 @pytest.mark.gpu
 @pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))
-def test_engine_builds_verifies_and_reuses_timing_cache(tiny_cnn: Path, cache_dir: Path,
-                                                        precision: str) -> None:
+def test_engine_builds_verifies_and_reuses_timing_cache(
+    tiny_cnn: Path, cache_dir: Path, precision: str
+) -> None:
     target: dict[str, Any] = {"format": "tensorrt", "precision": precision, "workspace_gb": 1}
     if precision == "int8":
         target["calibration"] = {"data": "data/calib.npz"}
@@ -262,11 +300,13 @@ def test_runner_respects_the_profile(tiny_cnn: Path) -> None:
 
     from modelbuild.formats.runtime import load_runner
 
-    write_recipe(tiny_cnn, {"trt": dict(TRT16, profiles={"batch": {"max": 4}})},
-                 verify={"enabled": False})
+    write_recipe(
+        tiny_cnn, {"trt": dict(TRT16, profiles={"batch": {"max": 4}})}, verify={"enabled": False}
+    )
     res = build_json(tiny_cnn)
-    r = load_runner(Path(res["targets"]["trt"]["path"]), {"runtime": "tensorrt"}, ["images"],
-                    ["logits"])
+    r = load_runner(
+        Path(res["targets"]["trt"]["path"]), {"runtime": "tensorrt"}, ["images"], ["logits"]
+    )
     assert r.accepts({"images": [4, 3, 32, 32]}) and not r.accepts({"images": [5, 3, 32, 32]})
     (out,) = r.run({"images": np.zeros((3, 3, 32, 32), np.float32)})
     assert out.shape == (3, 10) and out.dtype == np.float32
@@ -275,6 +315,7 @@ def test_runner_respects_the_profile(tiny_cnn: Path) -> None:
 # -- the step's use of the builder API, on a stand-in for tensorrt (CPU) -------------------------
 # This proves the wiring only (flags, profiles, calibrator, timing cache), not that an engine
 # works: the engine tests above do that on a GPU.
+
 
 class _FakeTensorRT:
     """The slice of the TensorRT 10 Python API the step uses, recording the calls."""
@@ -380,20 +421,27 @@ class _FakeTensorRT:
 def _run_trt_step(tmp_path: Path, files: dict[str, Path], **params: Any) -> Path:
     import logging
 
-    from modelbuild.step import StepContext
     from modelbuild.formats.tensorrt.tensorrt_from_onnx import STEP
+    from modelbuild.step import StepContext
 
     out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
     (out / "work").mkdir(parents=True)
-    ctx = StepContext(inputs=files, params=params, output=out / STEP.output, workdir=out / "work",
-                      log=logging.getLogger("test"), recipe_dir=tmp_path,
-                      cache_dir=tmp_path / "cache")
+    ctx = StepContext(
+        inputs=files,
+        params=params,
+        output=out / STEP.output,
+        workdir=out / "work",
+        log=logging.getLogger("test"),
+        recipe_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+    )
     STEP.run(ctx)
     return ctx.output
 
 
-def test_step_drives_the_builder_api(fake_gpu: Any, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_step_drives_the_builder_api(
+    fake_gpu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import types
 
     from modelbuild.formats.tensorrt import runtime as tensorrt_rt
@@ -401,15 +449,20 @@ def test_step_drives_the_builder_api(fake_gpu: Any, tmp_path: Path,
 
     trt = _FakeTensorRT()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(tensorrt_rt, "device_backend", lambda: types.SimpleNamespace(
-        to_device=lambda a: types.SimpleNamespace(ptr=a.__array_interface__["data"][0]),
-        synchronize=lambda: None))
+    monkeypatch.setattr(
+        tensorrt_rt,
+        "device_backend",
+        lambda: types.SimpleNamespace(
+            to_device=lambda a: types.SimpleNamespace(ptr=a.__array_interface__["data"][0]),
+            synchronize=lambda: None,
+        ),
+    )
     model = tmp_path / "model.onnx"
     model.write_bytes(b"onnx")
-    profiles = {"images": {"min": [1, 3, 32, 32], "opt": [1, 3, 32, 32],
-                           "max": [16, 3, 32, 32]}}
-    engine = _run_trt_step(tmp_path, {"model": model}, precision="fp16", workspace_gb=0.5,
-                           profiles=profiles)
+    profiles = {"images": {"min": [1, 3, 32, 32], "opt": [1, 3, 32, 32], "max": [16, 3, 32, 32]}}
+    engine = _run_trt_step(
+        tmp_path, {"model": model}, precision="fp16", workspace_gb=0.5, profiles=profiles
+    )
     assert engine.read_bytes() == b"engine"
     assert ("pool", "workspace", 1 << 29) in trt.calls and ("flag", "FP16") in trt.calls
     assert ("set_shape", "images", [1, 3, 32, 32], [1, 3, 32, 32], [16, 3, 32, 32]) in trt.calls
@@ -420,10 +473,17 @@ def test_step_drives_the_builder_api(fake_gpu: Any, tmp_path: Path,
     # second build starts from the first one's timings.
     trt.calls.clear()
     calib = Path(__file__).resolve().parents[1] / "examples" / "tiny_cnn" / "data" / "calib.npz"
-    specs = [{"name": "images", "shape": [1, 3, 32, 32], "dtype": "float32",
-              "dynamic": {"0": "batch"}}]
-    _run_trt_step(tmp_path, {"model": model, "calibration": calib}, precision="int8",
-                  profiles=profiles, inputs=specs, calibration={"method": "minmax"})
+    specs = [
+        {"name": "images", "shape": [1, 3, 32, 32], "dtype": "float32", "dynamic": {"0": "batch"}}
+    ]
+    _run_trt_step(
+        tmp_path,
+        {"model": model, "calibration": calib},
+        precision="int8",
+        profiles=profiles,
+        inputs=specs,
+        calibration={"method": "minmax"},
+    )
     assert ("flag", "INT8") in trt.calls and ("calibrator", "IInt8MinMaxCalibrator") in trt.calls
     assert trt.calls.count(("batch",)) == 8 and ("calibration_profile",) in trt.calls
     assert ("set_shape", "images", [1, 3, 32, 32], [1, 3, 32, 32], [1, 3, 32, 32]) in trt.calls
@@ -457,8 +517,13 @@ def test_runner_drives_the_runtime_api(tmp_path: Path, monkeypatch: pytest.Monke
             return self._put(np.zeros(nbytes, np.uint8))
 
         def to_host(self, buf: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-            return memory[buf.ptr].reshape(-1).view(np.uint8)[:int(np.prod(shape)) * 4] \
-                .view(dtype).reshape(shape)
+            return (
+                memory[buf.ptr]
+                .reshape(-1)
+                .view(np.uint8)[: int(np.prod(shape)) * 4]
+                .view(dtype)
+                .reshape(shape)
+            )
 
         def synchronize(self) -> None: ...
 
@@ -504,9 +569,13 @@ def test_runner_drives_the_runtime_api(tmp_path: Path, monkeypatch: pytest.Monke
             return ctx
 
     trt = types.SimpleNamespace(
-        Logger=lambda sev=None: None, Runtime=lambda logger: types.SimpleNamespace(
-            deserialize_cuda_engine=lambda blob: Engine() if blob == b"engine" else None),
-        TensorIOMode=types.SimpleNamespace(INPUT="in"), nptype=lambda dt: np.float32)
+        Logger=lambda sev=None: None,
+        Runtime=lambda logger: types.SimpleNamespace(
+            deserialize_cuda_engine=lambda blob: Engine() if blob == b"engine" else None
+        ),
+        TensorIOMode=types.SimpleNamespace(INPUT="in"),
+        nptype=lambda dt: np.float32,
+    )
     trt.Logger.WARNING = 2  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(tensorrt_rt, "device_backend", Device)

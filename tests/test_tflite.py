@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,13 +19,19 @@ import pytest
 from tests.conftest import build_json, copy_example, statuses, write_recipe
 
 pytestmark = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None
-        for m in ("onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert")),
-    reason="the tflite extra is not installed")
+    any(
+        importlib.util.find_spec(m) is None
+        for m in ("onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert")
+    ),
+    reason="the tflite extra is not installed",
+)
 
 TFL = {"format": "tflite"}
-INT8_STATIC = {**TFL, "precision": "int8",
-               "quantize": {"mode": "static", "calibration": {"data": "data/calib.npz"}}}
+INT8_STATIC = {
+    **TFL,
+    "precision": "int8",
+    "quantize": {"mode": "static", "calibration": {"data": "data/calib.npz"}},
+}
 TARGETS = {
     "savedmodel": {"format": "savedmodel"},
     "tflite": TFL,
@@ -73,7 +80,8 @@ def test_every_precision_builds_and_verifies_on_litert(built: tuple[Path, dict[s
 
 
 def test_savedmodel_and_tflite_targets_share_one_onnx2tf_action(
-        built: tuple[Path, dict[str, Any]]) -> None:
+    built: tuple[Path, dict[str, Any]],
+) -> None:
     _, res = built
     steps = [a["step"] for a in res["actions"]]
     assert steps.count("onnx_from_torch") == 1 and steps.count("onnx_simplify") == 1
@@ -82,14 +90,15 @@ def test_savedmodel_and_tflite_targets_share_one_onnx2tf_action(
     # keep_nchw changes what onnx2tf makes, so that target has its own run.
     assert sorted(sorted(a["targets"]) for a in acts) == [
         ["savedmodel", "tflite", "tflite-fp16", "tflite-int8", "tflite-int8-dynamic"],
-        ["tflite-nchw"]]
+        ["tflite-nchw"],
+    ]
 
 
 def test_int8_file_takes_int8_and_the_runner_quantizes(built: tuple[Path, dict[str, Any]]) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from modelbuild.formats.tflite import target as fmt
     from modelbuild.formats.runtime import load_runner
+    from modelbuild.formats.tflite import target as fmt
 
     folder, res = built
     path = Path(res["targets"]["tflite-int8"]["path"])
@@ -103,16 +112,18 @@ def test_int8_file_takes_int8_and_the_runner_quantizes(built: tuple[Path, dict[s
     dyn = Interpreter(model_path=res["targets"]["tflite-int8-dynamic"]["path"])
     assert dyn.get_input_details()[0]["dtype"] == np.float32
 
-    r = load_runner(path, fmt.runner(fmt.Target(format="tflite", precision="int8")),
-                    ["images"], ["logits"])
+    r = load_runner(
+        path, fmt.runner(fmt.Target(format="tflite", precision="int8")), ["images"], ["logits"]
+    )
     assert r.accepts({"images": [5, 3, 32, 32]})
     assert not r.accepts({"images": [1, 3, 16, 16]}) and not r.accepts({"images": [3, 32, 32]})
     x = np.random.default_rng(3).uniform(0, 1, (3, 3, 32, 32)).astype(np.float32)
     keep = x.copy()
     (q,) = r.run({"images": x})
     assert q.dtype == np.float32 and q.shape == (3, 10) and np.array_equal(x, keep)
-    f32 = load_runner(Path(res["targets"]["tflite"]["path"]), {"runtime": "tflite"},
-                      ["images"], ["logits"])
+    f32 = load_runner(
+        Path(res["targets"]["tflite"]["path"]), {"runtime": "tflite"}, ["images"], ["logits"]
+    )
     (ref,) = f32.run({"images": x})
     cos = float((q * ref).sum() / np.linalg.norm(q) / np.linalg.norm(ref))
     assert cos > 0.99
@@ -131,72 +142,102 @@ def test_keep_nchw_keeps_channel_first_inputs(built: tuple[Path, dict[str, Any]]
     assert shapes == {"tflite": [-1, 32, 32, 3], "tflite-nchw": [-1, 3, 32, 32]}
     # Both take source-layout (NCHW) feeds through the runner and agree.
     x = np.random.default_rng(4).uniform(0, 1, (2, 3, 32, 32)).astype(np.float32)
-    outs = [load_runner(Path(res["targets"][n]["path"]), {"runtime": "tflite"}, ["images"],
-                        ["logits"]).run({"images": x})[0] for n in shapes]
+    outs = [
+        load_runner(
+            Path(res["targets"][n]["path"]), {"runtime": "tflite"}, ["images"], ["logits"]
+        ).run({"images": x})[0]
+        for n in shapes
+    ]
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
 
 
 def test_precision_change_rebuilds_only_the_tflite_step(
-        built: tuple[Path, dict[str, Any]], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    built: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder, _ = built
     monkeypatch.setenv("MODELBUILD_CACHE", str(folder.parent / "cache"))
     copy = tmp_path / "tiny_cnn"
     shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("dist", "model.build.lock"))
     # Full int8 without calibration data: drawn from the declared ranges, with a warning.
     targets = dict(TARGETS)
-    targets["tflite-fp16"] = {**TFL, "precision": "int8",
-                              "quantize": {"mode": "static", "calibration": {"samples": 8}}}
+    targets["tflite-fp16"] = {
+        **TFL,
+        "precision": "int8",
+        "quantize": {"mode": "static", "calibration": {"samples": 8}},
+    }
     write_recipe(copy, targets)
     res = build_json(copy)
     assert res["ok"], res
     st = statuses(res)
     rebuilt = {k for k, v in st.items() if v == "built"}
     assert rebuilt == {"tflite_from_savedmodel[tflite-fp16]", "verify[tflite-fp16]"}, st
-    notices = next(a.get("notices", []) for a in res["actions"]
-                   if a["id"] == "tflite_from_savedmodel[tflite-fp16]")
+    notices = next(
+        a.get("notices", [])
+        for a in res["actions"]
+        if a["id"] == "tflite_from_savedmodel[tflite-fp16]"
+    )
     assert any("no calibration data: calibrated on 8 random samples" in n for n in notices)
 
 
-def _plan(folder: Path, targets: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
-          missing: str | None = None, **overrides: Any) -> Any:
+def _plan(
+    folder: Path,
+    targets: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    missing: str | None = None,
+    **overrides: Any,
+) -> Any:
     from modelbuild.engine.plan import make_plan
     from modelbuild.recipe.load import load_recipe
 
     write_recipe(folder, targets, **overrides)
     if missing is not None:
         real = importlib.util.find_spec
-        monkeypatch.setattr(importlib.util, "find_spec",
-                            lambda name, *a: None if name == missing else real(name, *a))
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *a: None if name == missing else real(name, *a),
+        )
     return make_plan(load_recipe(folder / "model.build.yaml"))
 
 
 def test_missing_litert_is_a_plan_time_error_unless_verify_is_off(
-        tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from modelbuild.errors import MissingToolchainError
 
-    plan = _plan(tiny_cnn, {"onnx": {"format": "onnx"}, "tflite": TFL}, monkeypatch,
-                 missing="ai_edge_litert")
+    plan = _plan(
+        tiny_cnn, {"onnx": {"format": "onnx"}, "tflite": TFL}, monkeypatch, missing="ai_edge_litert"
+    )
     err = plan.errors["tflite"]
     assert isinstance(err, MissingToolchainError) and err.extra == "tflite"
     assert "modelbuild[tflite]" in err.render() and "onnx" in plan.targets
-    plan = _plan(tiny_cnn, {"tflite": {**TFL, "verify": {"enabled": False}}}, monkeypatch,
-                 missing="ai_edge_litert")
+    plan = _plan(
+        tiny_cnn,
+        {"tflite": {**TFL, "verify": {"enabled": False}}},
+        monkeypatch,
+        missing="ai_edge_litert",
+    )
     assert not plan.errors and "tflite" in plan.targets
     plan = _plan(tiny_cnn, {"tflite": TFL}, monkeypatch, missing="onnx2tf")
     assert isinstance(plan.errors["tflite"], MissingToolchainError)
 
 
-@pytest.mark.parametrize("target,key,words", [
-    ({**TFL, "quantize": {"mode": "dynamic"}}, "targets.t.quantize", "int8 targets only"),
-    ({**TFL, "precision": "int8", "quantize": {"calibration": {"samples": 4}}},
-     "targets.t.quantize.calibration", "static"),
-    ({**TFL, "precision": "bf16"}, "targets.t.precision", ""),
-    ({**TFL, "keep_nchw": ["nope"]}, "targets.t.keep_nchw.0", "no input named 'nope'"),
-])
-def test_bad_tflite_settings_are_recipe_errors(tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch,
-                                               target: dict[str, Any], key: str,
-                                               words: str) -> None:
+@pytest.mark.parametrize(
+    "target,key,words",
+    [
+        ({**TFL, "quantize": {"mode": "dynamic"}}, "targets.t.quantize", "int8 targets only"),
+        (
+            {**TFL, "precision": "int8", "quantize": {"calibration": {"samples": 4}}},
+            "targets.t.quantize.calibration",
+            "static",
+        ),
+        ({**TFL, "precision": "bf16"}, "targets.t.precision", ""),
+        ({**TFL, "keep_nchw": ["nope"]}, "targets.t.keep_nchw.0", "no input named 'nope'"),
+    ],
+)
+def test_bad_tflite_settings_are_recipe_errors(
+    tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch, target: dict[str, Any], key: str, words: str
+) -> None:
     from modelbuild.errors import RecipeError
 
     with pytest.raises(RecipeError) as info:

@@ -23,9 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modelbuild.store.hashing import atomic_write_bytes, digest_json
 
@@ -102,8 +103,13 @@ class BenchReport:
         return not any(r.status == "failed" for r in self.rows)
 
     def to_json(self) -> dict[str, Any]:
-        return {"recipe": self.recipe, "ok": self.ok, "settings": asdict(self.settings),
-                "machine": self.machine, "rows": [r.to_json() for r in self.rows]}
+        return {
+            "recipe": self.recipe,
+            "ok": self.ok,
+            "settings": asdict(self.settings),
+            "machine": self.machine,
+            "rows": [r.to_json() for r in self.rows],
+        }
 
 
 # -- the machine ------------------------------------------------------------------
@@ -119,8 +125,13 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    return {"cpu": cpu_model(), "cores": os.cpu_count() or 1, "machine": platform.machine(),
-            "system": platform.system(), "python": platform.python_version()}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "python": platform.python_version(),
+    }
 
 
 def runtime_dists(runtime: str) -> tuple[str, ...]:
@@ -135,8 +146,11 @@ def fingerprint(runtime: str) -> dict[str, Any]:
     """The machine plus the versions of this runtime's distributions (nothing imported)."""
     from modelbuild.step import dist_version
 
-    return {**machine_info(), "runtime": runtime,
-            "versions": {d: dist_version(d) for d in runtime_dists(runtime)}}
+    return {
+        **machine_info(),
+        "runtime": runtime,
+        "versions": {d: dist_version(d) for d in runtime_dists(runtime)},
+    }
 
 
 # -- what to measure ----------------------------------------------------------------
@@ -145,14 +159,17 @@ def parity_summary(parity: dict[str, Any] | None) -> dict[str, Any] | None:
     if not parity:
         return None
     outs = list((parity.get("outputs") or {}).values())
-    return {"passed": bool(parity.get("passed")),
-            "max_abs": max((o.get("max_abs", 0.0) for o in outs), default=None),
-            "max_rel": max((o.get("max_rel", 0.0) for o in outs), default=None),
-            "cosine": min((o.get("cosine", 1.0) for o in outs), default=None)}
+    return {
+        "passed": bool(parity.get("passed")),
+        "max_abs": max((o.get("max_abs", 0.0) for o in outs), default=None),
+        "max_rel": max((o.get("max_rel", 0.0) for o in outs), default=None),
+        "cosine": min((o.get("cosine", 1.0) for o in outs), default=None),
+    }
 
 
-def _target_row(recipe: Any, name: str, entry: dict[str, Any] | None, stat: Any,
-                common: dict[str, Any]) -> BenchRow:
+def _target_row(
+    recipe: Any, name: str, entry: dict[str, Any] | None, stat: Any, common: dict[str, Any]
+) -> BenchRow:
     from modelbuild.formats import FORMATS, format_module
     from modelbuild.formats.runtime import RUNTIME_MODULES
     from modelbuild.step import dist_version
@@ -178,8 +195,9 @@ def _target_row(recipe: Any, name: str, entry: dict[str, Any] | None, stat: Any,
     # A runtime this machine lacks is the first thing to say: building would not help.
     if row.runtime not in RUNTIME_MODULES:
         row.status = "no runtime"
-        row.message = (f"no runtime for format {t.format} (runtime '{row.runtime}' is not "
-                       "registered)")
+        row.message = (
+            f"no runtime for format {t.format} (runtime '{row.runtime}' is not registered)"
+        )
         return row
     missing = [d for d in RUNTIME_MODULES[row.runtime][1] if dist_version(d) == "not-installed"]
     if missing:
@@ -201,20 +219,36 @@ def _target_row(recipe: Any, name: str, entry: dict[str, Any] | None, stat: Any,
     options.setdefault("threads", common["threads"])
     # The module travels with the job (as steps do to workers), so a runtime registered
     # at run time (a plugin, a test) loads in the worker too.
-    row.job = {**common, "name": name, "runtime": row.runtime, "options": options,
-               "path": row.path, "runtime_module": RUNTIME_MODULES[row.runtime][0]}
-    row.key = digest_json({"v": BENCH_VERSION, "artifact": row.digest, "options": options,
-                           **_key_common(common, row.runtime)})
+    row.job = {
+        **common,
+        "name": name,
+        "runtime": row.runtime,
+        "options": options,
+        "path": row.path,
+        "runtime_module": RUNTIME_MODULES[row.runtime][0],
+    }
+    row.key = digest_json(
+        {
+            "v": BENCH_VERSION,
+            "artifact": row.digest,
+            "options": options,
+            **_key_common(common, row.runtime),
+        }
+    )
     return row
 
 
 def _key_common(common: dict[str, Any], runtime: str) -> dict[str, Any]:
-    return {"inputs": common["specs"], "settings": common["settings"],
-            "machine": fingerprint(runtime)}
+    return {
+        "inputs": common["specs"],
+        "settings": common["settings"],
+        "machine": fingerprint(runtime),
+    }
 
 
-def _baseline_rows(recipe: Any, stat: Any, common: dict[str, Any],
-                   with_traced: bool) -> list[BenchRow]:
+def _baseline_rows(
+    recipe: Any, stat: Any, common: dict[str, Any], with_traced: bool
+) -> list[BenchRow]:
     """PyTorch eager (the speed-up reference) and, when no TorchScript target is benched,
     a traced TorchScript module made in the worker."""
     from modelbuild.engine.plan import FileRef, Planner
@@ -228,8 +262,9 @@ def _baseline_rows(recipe: Any, stat: Any, common: dict[str, Any],
         params = pl.source_params()
         refs = pl.source_inputs()
     except Exception as exc:  # a recipe error here also fails `build`; report, go on
-        row = BenchRow(EAGER, "baseline", "pytorch", "fp32", "torch-eager", status="failed",
-                       message=str(exc))
+        row = BenchRow(
+            EAGER, "baseline", "pytorch", "fp32", "torch-eager", status="failed", message=str(exc)
+        )
         return [row]
     files = {role: ref.path for role, ref in refs.items() if isinstance(ref, FileRef)}
     digests = {role: stat.digest(p) for role, p in files.items()}
@@ -237,8 +272,13 @@ def _baseline_rows(recipe: Any, stat: Any, common: dict[str, Any],
     rows = []
     kinds = [(EAGER, "torch-eager")] + ([(TRACED, "torch-traced")] if with_traced else [])
     for name, runtime in kinds:
-        row = BenchRow(name, "baseline", src.framework if runtime == "torch-eager"
-                       else "torchscript", "fp32", runtime)
+        row = BenchRow(
+            name,
+            "baseline",
+            src.framework if runtime == "torch-eager" else "torchscript",
+            "fp32",
+            runtime,
+        )
         if runtime == "torch-eager":
             row.size = os.path.getsize(ckpt) if ckpt else None
         if dist_version("torch") == "not-installed":
@@ -247,30 +287,51 @@ def _baseline_rows(recipe: Any, stat: Any, common: dict[str, Any],
             continue
         keyed_params = {k: v for k, v in params.items() if k != "recipe_dir"}
         options = {"runtime": runtime, "threads": common["threads"]}
-        row.job = {**common, "name": name, "runtime": runtime, "options": options,
-                   "source_params": params, "source_inputs": files,
-                   "recipe_dir": str(recipe.dir)}
-        row.key = digest_json({"v": BENCH_VERSION, "source": digests, "params": keyed_params,
-                               "options": options, **_key_common(common, runtime)})
+        row.job = {
+            **common,
+            "name": name,
+            "runtime": runtime,
+            "options": options,
+            "source_params": params,
+            "source_inputs": files,
+            "recipe_dir": str(recipe.dir),
+        }
+        row.key = digest_json(
+            {
+                "v": BENCH_VERSION,
+                "source": digests,
+                "params": keyed_params,
+                "options": options,
+                **_key_common(common, runtime),
+            }
+        )
         rows.append(row)
     return rows
 
 
-def collect(recipe: Any, targets: list[str], settings: Settings, stat: Any,
-            baselines: bool = True) -> list[BenchRow]:
+def collect(
+    recipe: Any, targets: list[str], settings: Settings, stat: Any, baselines: bool = True
+) -> list[BenchRow]:
     """The rows to show, in order: baselines first, then the targets in recipe order."""
+    from modelbuild.engine.plan import Planner
     from modelbuild.store.lockfile import read_lock
-    from modelbuild.engine.plan import FileRef, Planner
 
     lock = read_lock(recipe).get("targets", {})
     specs = Planner(recipe).input_specs()
-    common = {"specs": specs, "seed": recipe.verify.seed, "threads": settings.threads,
-              "settings": settings.keyed(), "max_seconds": settings.max_seconds,
-              "input_names": [s["name"] for s in specs], "output_names": list(recipe.outputs)}
+    common = {
+        "specs": specs,
+        "seed": recipe.verify.seed,
+        "threads": settings.threads,
+        "settings": settings.keyed(),
+        "max_seconds": settings.max_seconds,
+        "input_names": [s["name"] for s in specs],
+        "output_names": list(recipe.outputs),
+    }
     rows: list[BenchRow] = []
     if baselines:
         with_traced = recipe.source.framework != "torchscript" and not any(
-            recipe.targets[t].format == "torchscript" for t in targets)
+            recipe.targets[t].format == "torchscript" for t in targets
+        )
         rows.extend(_baseline_rows(recipe, stat, common, with_traced))
     for name in targets:
         rows.append(_target_row(recipe, name, lock.get(name), stat, common))
@@ -278,8 +339,16 @@ def collect(recipe: Any, targets: list[str], settings: Settings, stat: Any,
 
 
 # -- running ---------------------------------------------------------------------
-_RESULT_FIELDS = ("median_ms", "p90_ms", "mean_ms", "min_ms", "runs", "load_s", "throughput",
-                  "measured_at")
+_RESULT_FIELDS = (
+    "median_ms",
+    "p90_ms",
+    "mean_ms",
+    "min_ms",
+    "runs",
+    "load_s",
+    "throughput",
+    "measured_at",
+)
 
 
 def bench_dir(cache_root: Path) -> Path:
@@ -298,11 +367,17 @@ def _load_cached(cache_root: Path, key: str) -> dict[str, Any] | None:
 
 def _store(cache_root: Path, row: BenchRow, result: dict[str, Any]) -> None:
     assert row.key is not None
-    data = {"key": row.key, "name": row.name, "digest": row.digest,
-            "machine": fingerprint(row.runtime),
-            "result": {k: result.get(k) for k in _RESULT_FIELDS}}
-    atomic_write_bytes(bench_dir(cache_root) / f"{row.key}.json",
-                       json.dumps(data, indent=1, sort_keys=True).encode())
+    data = {
+        "key": row.key,
+        "name": row.name,
+        "digest": row.digest,
+        "machine": fingerprint(row.runtime),
+        "result": {k: result.get(k) for k in _RESULT_FIELDS},
+    }
+    atomic_write_bytes(
+        bench_dir(cache_root) / f"{row.key}.json",
+        json.dumps(data, indent=1, sort_keys=True).encode(),
+    )
 
 
 def _apply(row: BenchRow, result: dict[str, Any]) -> None:
@@ -319,9 +394,17 @@ def _apply(row: BenchRow, result: dict[str, Any]) -> None:
         setattr(row, k, result.get(k))
 
 
-def run_bench(recipe: Any, cache_root: Path, targets: list[str], settings: Settings, *,
-              force: bool = False, baselines: bool = True, measure: bool = True,
-              progress: Callable[[str], None] | None = None) -> BenchReport:
+def run_bench(
+    recipe: Any,
+    cache_root: Path,
+    targets: list[str],
+    settings: Settings,
+    *,
+    force: bool = False,
+    baselines: bool = True,
+    measure: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
     """Bench ``targets``; ``measure=False`` only reads cached results (for reports)."""
     from modelbuild.store.hashing import StatCache
 
@@ -346,7 +429,7 @@ def run_bench(recipe: Any, cache_root: Path, targets: list[str], settings: Setti
     for runtime, group in todo.items():
         if progress:
             progress(f"measuring {', '.join(r.name for r in group)} on {runtime}")
-        for row, result in zip(group, _run_group(group, cache_root)):
+        for row, result in zip(group, _run_group(group, cache_root), strict=False):
             _apply(row, result)
             if row.status == "ok":
                 _store(cache_root, row, result)
@@ -361,8 +444,12 @@ def _worker_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     n = str(threads)
     # Every threading library the runtimes use, pinned to the same count.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "TF_NUM_INTRAOP_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+    ):
         env[var] = n
     env["TF_NUM_INTEROP_THREADS"] = "1"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -382,18 +469,26 @@ def _run_group(rows: list[BenchRow], cache_root: Path) -> list[dict[str, Any]]:
             job_path, out_path = Path(td) / "job.json", Path(td) / "rows.jsonl"
             job_path.write_text(json.dumps([r.job for r in pending]))
             budget = sum(60 + 2 * (r.job or {}).get("max_seconds", 10) for r in pending)
-            code = ("import sys; from modelbuild.bench.run import worker_main; "
-                    "sys.exit(worker_main(sys.argv[1], sys.argv[2]))")
+            code = (
+                "import sys; from modelbuild.bench.run import worker_main; "
+                "sys.exit(worker_main(sys.argv[1], sys.argv[2]))"
+            )
             threads = int((pending[0].job or {})["threads"])
             try:
-                proc = subprocess.run([sys.executable, "-c", code, str(job_path), str(out_path)],
-                                      env=_worker_env(threads),
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True, errors="replace",
-                                      timeout=budget)
+                proc = subprocess.run(
+                    [sys.executable, "-c", code, str(job_path), str(out_path)],
+                    env=_worker_env(threads),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    errors="replace",
+                    timeout=budget,
+                )
                 tail = (proc.stderr or "").strip()[-800:]
-                why = f"the benchmark worker crashed (exit {proc.returncode})" + \
-                    (f"; its last words: {tail}" if tail else "")
+                why = f"the benchmark worker crashed (exit {proc.returncode})" + (
+                    f"; its last words: {tail}" if tail else ""
+                )
             except subprocess.TimeoutExpired:
                 why = f"the benchmark worker ran past {budget:.0f} s and was killed"
             started: str | None = None
@@ -448,9 +543,11 @@ def _torch_runner(job: dict[str, Any]) -> Any:
     from modelbuild.source.pytorch import load_torch_model, run_torch, to_tensors
 
     torch.set_num_threads(int(job["threads"]))
-    model = load_torch_model(job["source_params"],
-                             {k: Path(v) for k, v in job["source_inputs"].items()},
-                             Path(job["recipe_dir"]))
+    model = load_torch_model(
+        job["source_params"],
+        {k: Path(v) for k, v in job["source_inputs"].items()},
+        Path(job["recipe_dir"]),
+    )
     names = job["input_names"]
     if job["runtime"] == "torch-traced" and not isinstance(model, torch.jit.ScriptModule):
         import warnings
@@ -459,8 +556,9 @@ def _torch_runner(job: dict[str, Any]) -> Any:
 
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            model = torch.jit.trace(model, to_tensors(example_arrays(job["specs"]), names),
-                                    check_trace=False)
+            model = torch.jit.trace(
+                model, to_tensors(example_arrays(job["specs"]), names), check_trace=False
+            )
 
     class _Runner:
         def accepts(self, shapes: dict[str, list[int]]) -> bool:
@@ -488,12 +586,15 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 
         if job.get("runtime_module"):
             RUNTIME_MODULES[job["runtime"]] = (job["runtime_module"], ())
-        runner = load_runner(Path(job["path"]), job["options"], job["input_names"],
-                             job["output_names"])
+        runner = load_runner(
+            Path(job["path"]), job["options"], job["input_names"], job["output_names"]
+        )
     load_s = time.perf_counter() - t0
     if getattr(runner, "numeric", True) is False:  # e.g. CoreML off macOS: loads, cannot run
-        return {"no_runtime": getattr(runner, "note", None)
-                or f"the {job['runtime']} runtime cannot run models on this machine"}
+        return {
+            "no_runtime": getattr(runner, "note", None)
+            or f"the {job['runtime']} runtime cannot run models on this machine"
+        }
     shapes = {k: list(v.shape) for k, v in feeds.items()}
     if not runner.accepts(shapes):
         return {"skipped": f"the artifact does not take the declared input shapes {shapes}"}
@@ -512,8 +613,13 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     median = float(np.median(arr))
     first = job["specs"][0]["shape"] if job["specs"] else []
     batch = int(first[0]) if len(first) >= 2 else 1  # axis 0 is the batch by convention
-    return {"median_ms": median, "p90_ms": float(np.percentile(arr, 90)),
-            "mean_ms": float(arr.mean()), "min_ms": float(arr.min()), "runs": len(times),
-            "load_s": round(load_s, 4),
-            "throughput": batch * 1000.0 / median if median > 0 else None,
-            "measured_at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+    return {
+        "median_ms": median,
+        "p90_ms": float(np.percentile(arr, 90)),
+        "mean_ms": float(arr.mean()),
+        "min_ms": float(arr.min()),
+        "runs": len(times),
+        "load_s": round(load_s, 4),
+        "throughput": batch * 1000.0 / median if median > 0 else None,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+    }

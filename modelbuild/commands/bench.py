@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 NAME = "bench"
 
 
 def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    p = sub.add_parser(NAME, help="latency per target (median, p90), size, parity: the format "
-                       "table")
+    p = sub.add_parser(
+        NAME, help="latency per target (median, p90), size, parity: the format table"
+    )
     recipe_arg(p)
     p.add_argument("targets", nargs="*", metavar="TARGET")
     add_bench_options(p)
@@ -20,16 +22,32 @@ def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) 
 
 def add_bench_options(p: argparse.ArgumentParser) -> None:
     """Options shared with `modelbuild report`, which benches what is not cached."""
-    p.add_argument("--threads", type=int, default=1, help="threads every runtime may use "
-                   "(default: 1, comparable across machines)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads every runtime may use (default: 1, comparable across machines)",
+    )
     p.add_argument("--runs", type=int, default=100, help="timed runs per target (default: 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
-    p.add_argument("--max-seconds", type=float, default=10.0, help="time budget per target; "
-                   "stops early (after at least 5 runs) on slow models (default: 10)")
-    p.add_argument("--force", action="store_true", help="measure again even when a result for "
-                   "this artifact on this machine is cached")
-    p.add_argument("--no-baseline", dest="baseline", action="store_false",
-                   help="skip the PyTorch eager and traced TorchScript baselines")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=10.0,
+        help="time budget per target; "
+        "stops early (after at least 5 runs) on slow models (default: 10)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="measure again even when a result for this artifact on this machine is cached",
+    )
+    p.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the PyTorch eager and traced TorchScript baselines",
+    )
 
 
 def settings_from(args: Any) -> Any:
@@ -41,8 +59,9 @@ def settings_from(args: Any) -> Any:
             raise UsageError(f"--{opt} must be at least 1")
     if args.warmup < 0 or args.max_seconds <= 0:
         raise UsageError("--warmup must be >= 0 and --max-seconds > 0")
-    return Settings(threads=args.threads, runs=args.runs, warmup=args.warmup,
-                    max_seconds=args.max_seconds)
+    return Settings(
+        threads=args.threads, runs=args.runs, warmup=args.warmup, max_seconds=args.max_seconds
+    )
 
 
 def bench_for(args: Any, quiet: bool = False, measure: bool = True) -> Any:
@@ -60,9 +79,16 @@ def bench_for(args: Any, quiet: bool = False, measure: bool = True) -> Any:
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    return run_bench(recipe, cache.root, targets, settings_from(args), force=args.force,
-                     baselines=args.baseline, measure=measure,
-                     progress=None if quiet else progress)
+    return run_bench(
+        recipe,
+        cache.root,
+        targets,
+        settings_from(args),
+        force=args.force,
+        baselines=args.baseline,
+        measure=measure,
+        progress=None if quiet else progress,
+    )
 
 
 def run(args: Any) -> int:
@@ -102,15 +128,39 @@ def table_rows(report: Any) -> list[list[str]]:
             max_abs = f"{par['max_abs']:.2g}" if par.get("max_abs") is not None else "-"
             cosine = f"{par['cosine']:.6f}" if par.get("cosine") is not None else "-"
         status = ("cached" if r.cached else "measured") if r.measured else r.status
-        rows.append([r.name, r.format, r.precision, r.runtime, fmt_ms(r.median_ms),
-                     fmt_ms(r.p90_ms), f"{r.throughput:.0f}" if r.throughput else "-",
-                     fmt_size(r.size), max_abs, cosine,
-                     f"{r.speedup:.2f}x" if r.speedup else "-", status])
+        rows.append(
+            [
+                r.name,
+                r.format,
+                r.precision,
+                r.runtime,
+                fmt_ms(r.median_ms),
+                fmt_ms(r.p90_ms),
+                f"{r.throughput:.0f}" if r.throughput else "-",
+                fmt_size(r.size),
+                max_abs,
+                cosine,
+                f"{r.speedup:.2f}x" if r.speedup else "-",
+                status,
+            ]
+        )
     return rows
 
 
-HEADERS = ["target", "format", "precision", "runtime", "median ms", "p90 ms", "items/s", "size",
-           "max abs diff", "cosine", "vs eager", "status"]
+HEADERS = [
+    "target",
+    "format",
+    "precision",
+    "runtime",
+    "median ms",
+    "p90 ms",
+    "items/s",
+    "size",
+    "max abs diff",
+    "cosine",
+    "vs eager",
+    "status",
+]
 
 
 def print_table(report: Any) -> None:
@@ -122,18 +172,30 @@ def print_table(report: Any) -> None:
     if not console.is_terminal:
         console = Console(highlight=False, width=max(console.width, 160))
     s, m = report.settings, report.machine
-    table = Table(title=f"{report.recipe}: {s.threads} thread(s), median of up to {s.runs} runs, "
-                  f"{m['cpu']} ({m['cores']} cores)", title_justify="left")
+    table = Table(
+        title=f"{report.recipe}: {s.threads} thread(s), median of up to {s.runs} runs, "
+        f"{m['cpu']} ({m['cores']} cores)",
+        title_justify="left",
+    )
     for h in HEADERS:
-        table.add_column(h, justify="right" if h in ("median ms", "p90 ms", "items/s", "size",
-                                                    "max abs diff", "cosine", "vs eager")
-                         else "left", no_wrap=True)
-    for r, cells in zip(report.rows, table_rows(report)):
-        style = "dim" if r.kind == "baseline" else ("red" if r.status == "failed" else
-                                                    "yellow" if not r.measured else "")
+        table.add_column(
+            h,
+            justify="right"
+            if h in ("median ms", "p90 ms", "items/s", "size", "max abs diff", "cosine", "vs eager")
+            else "left",
+            no_wrap=True,
+        )
+    for r, cells in zip(report.rows, table_rows(report), strict=False):
+        style = (
+            "dim"
+            if r.kind == "baseline"
+            else ("red" if r.status == "failed" else "yellow" if not r.measured else "")
+        )
         table.add_row(*[escape(c) for c in cells], style=style)
     console.print(table)
     for r in report.rows:
         if r.message:
-            console.print(f"  {escape(r.name)}: {escape(r.message)}",
-                          style="red" if r.status == "failed" else "yellow")
+            console.print(
+                f"  {escape(r.name)}: {escape(r.message)}",
+                style="red" if r.status == "failed" else "yellow",
+            )

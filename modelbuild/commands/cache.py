@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 NAME = "cache"
 
@@ -13,61 +14,88 @@ NAME = "cache"
 def add_parser(sub: Any, recipe_arg: Callable[[Any], None]) -> None:
     p = sub.add_parser(NAME, help="cache care: ls, du, verify, gc")
     cs = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    for name, help_ in (("ls", "list action entries"), ("du", "cache size"),
-                        ("verify", "re-hash every object; remove corrupt entries"),
-                        ("gc", "remove what no model.build.lock needs")):
+    for name, help_ in (
+        ("ls", "list action entries"),
+        ("du", "cache size"),
+        ("verify", "re-hash every object; remove corrupt entries"),
+        ("gc", "remove what no model.build.lock needs"),
+    ):
         sp = cs.add_parser(name, help=help_)
         sp.add_argument("--json", action="store_true")
         if name == "gc":
             sp.add_argument("--max-size", default=None, help="e.g. 10G")
             sp.add_argument("--max-age", default=None, help="e.g. 30d, 12h")
             sp.add_argument("--dry-run", action="store_true")
-            sp.add_argument("--repo", default=None, help="where to look for model.build.lock files "
-                            "(default: the repository holding the current folder)")
+            sp.add_argument(
+                "--repo",
+                default=None,
+                help="where to look for model.build.lock files "
+                "(default: the repository holding the current folder)",
+            )
 
 
 def run(args: Any) -> int:
+    from modelbuild.recipe.paths import repo_root
     from modelbuild.store import admin as ca
     from modelbuild.store.cache import Cache, default_cache_dir
-    from modelbuild.recipe.paths import repo_root
 
     repo = repo_root(Path.cwd().resolve())
     cache = Cache(default_cache_dir(repo))
     cmd = args.cache_command
     if cmd == "du":
         d = ca.du(cache)
-        print(json.dumps(d) if args.json else
-              f"{d['root']}: {d['bytes'] / 1e6:.2f} MB in {d['objects']} objects, "
-              f"{d['actions']} action entries")
+        print(
+            json.dumps(d)
+            if args.json
+            else f"{d['root']}: {d['bytes'] / 1e6:.2f} MB in {d['objects']} objects, "
+            f"{d['actions']} action entries"
+        )
         return 0
     if cmd == "ls":
-        rows = [{"key": e.key, "id": e.data.get("id"), "step": e.data.get("step"),
-                 "size": e.data.get("output", {}).get("size"),
-                 "age_s": round(time.time() - e.created)} for e in ca.entries(cache)]
+        rows = [
+            {
+                "key": e.key,
+                "id": e.data.get("id"),
+                "step": e.data.get("step"),
+                "size": e.data.get("output", {}).get("size"),
+                "age_s": round(time.time() - e.created),
+            }
+            for e in ca.entries(cache)
+        ]
         if args.json:
             print(json.dumps(rows, indent=1))
         else:
             for r in rows:
-                print(f"{r['key'][:12]}  {str(r['id']):<28} {r['size'] or 0:>10} B  "
-                      f"{r['age_s'] / 3600:.1f} h")
+                print(
+                    f"{r['key'][:12]}  {str(r['id']):<28} {r['size'] or 0:>10} B  "
+                    f"{r['age_s'] / 3600:.1f} h"
+                )
         return 0
     if cmd == "verify":
         rep = ca.verify(cache)
         if args.json:
             print(json.dumps(rep.__dict__))
         else:
-            print(f"checked {rep.checked} objects: {len(rep.corrupt)} corrupt (removed), "
-                  f"{len(rep.dangling)} action entries without their objects (removed)")
+            print(
+                f"checked {rep.checked} objects: {len(rep.corrupt)} corrupt (removed), "
+                f"{len(rep.dangling)} action entries without their objects (removed)"
+            )
             for digest in rep.corrupt:
                 print(f"  corrupt object {digest[:16]}")
         return 1 if rep.corrupt or rep.dangling else 0
-    rep2 = ca.gc(cache, Path(args.repo).resolve() if args.repo else repo,
-                 ca.parse_size(args.max_size) if args.max_size else None,
-                 ca.parse_age(args.max_age) if args.max_age else None, args.dry_run)
+    rep2 = ca.gc(
+        cache,
+        Path(args.repo).resolve() if args.repo else repo,
+        ca.parse_size(args.max_size) if args.max_size else None,
+        ca.parse_age(args.max_age) if args.max_age else None,
+        args.dry_run,
+    )
     if args.json:
         print(json.dumps(rep2.__dict__))
     else:
         verb = "would remove" if args.dry_run else "removed"
-        print(f"{verb} {rep2.removed_entries} action entries and {rep2.removed_objects} objects "
-              f"({rep2.freed / 1e6:.2f} MB); kept {rep2.kept_for_locks} entries that lock files need")
+        print(
+            f"{verb} {rep2.removed_entries} action entries and {rep2.removed_objects} objects "
+            f"({rep2.freed / 1e6:.2f} MB); kept {rep2.kept_for_locks} entries that lock files need"
+        )
     return 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from modelbuild.registry import inspectable
 
@@ -11,12 +12,20 @@ NAME = "inspect"
 
 
 def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    p = sub.add_parser(NAME, help="an artifact's inputs, outputs, opset, operator histogram, "
-                       "parameters, size and metadata")
-    p.add_argument("path", metavar="PATH", help="a model file or a published target folder "
-                   "(dist/<target>)")
-    p.add_argument("--format", choices=inspectable(), default=None,
-                   help="read as this format (default: from the name and the first bytes)")
+    p = sub.add_parser(
+        NAME,
+        help="an artifact's inputs, outputs, opset, operator histogram, "
+        "parameters, size and metadata",
+    )
+    p.add_argument(
+        "path", metavar="PATH", help="a model file or a published target folder (dist/<target>)"
+    )
+    p.add_argument(
+        "--format",
+        choices=inspectable(),
+        default=None,
+        help="read as this format (default: from the name and the first bytes)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -17,8 +17,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="modelbuild", description="Build, verify and cache model "
-                                "artifacts from model.build.yaml.")
+    p = argparse.ArgumentParser(
+        prog="modelbuild",
+        description="Build, verify and cache model artifacts from model.build.yaml.",
+    )
     p.add_argument("--version", action="version", version=f"modelbuild {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -28,17 +30,24 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build targets (default: all)")
     recipe_arg(b)
     b.add_argument("targets", nargs="*", metavar="TARGET")
-    b.add_argument("-j", "--jobs", type=int, default=None, help="parallel worker processes "
-                   "(default: number of cores)")
+    b.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel worker processes (default: number of cores)",
+    )
     b.add_argument("--force", action="store_true", help="ignore the cache and rebuild")
     b.add_argument("--dry-run", "-n", action="store_true", help="say what would run, run nothing")
-    b.add_argument("--keep-going", "-k", action="store_true", help="build what can be built "
-                   "after a failure")
+    b.add_argument(
+        "--keep-going", "-k", action="store_true", help="build what can be built after a failure"
+    )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("-v", "--verbose", action="store_true", help="list cached actions too")
 
-    ve = sub.add_parser("verify", help="re-run the parity check; table of max abs/rel error, "
-                        "cosine")
+    ve = sub.add_parser(
+        "verify", help="re-run the parity check; table of max abs/rel error, cosine"
+    )
     recipe_arg(ve)
     ve.add_argument("targets", nargs="*", metavar="TARGET")
     ve.add_argument("-j", "--jobs", type=int, default=None)
@@ -75,7 +84,10 @@ def _parser() -> argparse.ArgumentParser:
 # Commands that live in their own modules: each defines NAME, add_parser(sub, recipe_arg)
 # and run(args) -> int. Imported only to build the parser (keep their imports light).
 COMMAND_MODULES: list[str] = [
-    "modelbuild.commands.cache", "modelbuild.commands.bench", "modelbuild.commands.report", "modelbuild.commands.inspect",
+    "modelbuild.commands.cache",
+    "modelbuild.commands.bench",
+    "modelbuild.commands.report",
+    "modelbuild.commands.inspect",
 ]
 
 
@@ -93,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in COMMANDS:
             return int(COMMANDS[args.command](args))
-        mod = next(m for m in _command_modules() if m.NAME == args.command)
+        mod = next(m for m in _command_modules() if args.command == m.NAME)
         return int(mod.run(args))
     except ModelBuildError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
@@ -108,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def cache_for(recipe: Any) -> Any:
     """The cache: MODELBUILD_CACHE, else cache/ at the recipe's repository root."""
-    from modelbuild.store.cache import Cache, default_cache_dir
     from modelbuild.recipe.paths import repo_root
+    from modelbuild.store.cache import Cache, default_cache_dir
 
     return Cache(default_cache_dir(repo_root(recipe.dir)))
 
@@ -128,8 +140,10 @@ def select_targets(recipe: Any, names: list[str] | None) -> list[str]:
     targets = list(names or recipe.targets)
     unknown = [t for t in targets if t not in recipe.targets]
     if unknown:
-        raise UsageError(f"unknown target(s): {', '.join(unknown)}",
-                         hint=f"targets in {recipe.path.name}: {', '.join(recipe.targets)}")
+        raise UsageError(
+            f"unknown target(s): {', '.join(unknown)}",
+            hint=f"targets in {recipe.path.name}: {', '.join(recipe.targets)}",
+        )
     return targets
 
 
@@ -148,8 +162,15 @@ def cmd_build(args: Any) -> int:
 
     jobs = args.jobs or os.cpu_count() or 1
     reporter = None if args.json else _make_reporter(args.verbose)
-    result = build(plan, cache, targets, jobs=jobs, force=args.force,
-                   keep_going=args.keep_going, reporter=reporter)
+    result = build(
+        plan,
+        cache,
+        targets,
+        jobs=jobs,
+        force=args.force,
+        keep_going=args.keep_going,
+        reporter=reporter,
+    )
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:
@@ -169,8 +190,8 @@ def cmd_build(args: Any) -> int:
 def _fast_noop(args: Any) -> int | None:
     """Answer a no-op build from the recorded state (see noop.py), or None."""
     from modelbuild.engine import fastpath as noop
-    from modelbuild.store.cache import default_cache_dir
     from modelbuild.recipe.paths import find_recipe, repo_root
+    from modelbuild.store.cache import default_cache_dir
 
     rpath = find_recipe(args.file)
     root = default_cache_dir(repo_root(rpath.parent))
@@ -216,19 +237,33 @@ def _print_summary(result: Any) -> None:
         print(f"{built} built, {cached} cached, {len(failed)} failed, {skipped} skipped")
 
 
-def _print_plan(plan: Any, cache: Any, targets: list[str], as_json: bool,
-                force: bool = False) -> int:
+def _print_plan(
+    plan: Any, cache: Any, targets: list[str], as_json: bool, force: bool = False
+) -> int:
     from modelbuild.engine.scheduler import Engine
 
     eng = Engine(plan, cache, force=force)
     rows = eng.explain_plan([t for t in targets if t in plan.targets])
     cache.stat.save()
     if as_json:
-        print(json.dumps({"actions": [{"id": r.action.id, "step": r.action.step,
-                                        "status": r.status, "key": r.key, "reasons": r.reasons}
-                                       for r in rows],
-                          "unplannable": {k: v.render() for k, v in plan.errors.items()}},
-                         indent=1))
+        print(
+            json.dumps(
+                {
+                    "actions": [
+                        {
+                            "id": r.action.id,
+                            "step": r.action.step,
+                            "status": r.status,
+                            "key": r.key,
+                            "reasons": r.reasons,
+                        }
+                        for r in rows
+                    ],
+                    "unplannable": {k: v.render() for k, v in plan.errors.items()},
+                },
+                indent=1,
+            )
+        )
         return EXIT_OK
     todo = [r for r in rows if r.status != "cached"]
     for r in rows:
@@ -249,32 +284,57 @@ def cmd_verify(args: Any) -> int:
     recipe, plan, targets = plan_for(args)
     if plan.errors:
         raise next(iter(plan.errors.values()))
-    result = build(plan, cache_for(recipe), targets, jobs=args.jobs or os.cpu_count() or 1,
-                   keep_going=True, force_steps=("verify",))
+    result = build(
+        plan,
+        cache_for(recipe),
+        targets,
+        jobs=args.jobs or os.cpu_count() or 1,
+        keep_going=True,
+        force_steps=("verify",),
+    )
     rows = []
     for name, t in result.targets.items():
         parity = t.parity or {}
         outs = parity.get("outputs") or {}
         for out, f in outs.items():
-            rows.append({"target": name, "output": out, "max_abs": f["max_abs"],
-                         "max_rel": f["max_rel"], "cosine": f["cosine"], "passed": f["passed"],
-                         "tolerance": parity.get("tolerance")})
+            rows.append(
+                {
+                    "target": name,
+                    "output": out,
+                    "max_abs": f["max_abs"],
+                    "max_rel": f["max_rel"],
+                    "cosine": f["cosine"],
+                    "passed": f["passed"],
+                    "tolerance": parity.get("tolerance"),
+                }
+            )
         if not outs:
-            rows.append({"target": name, "output": None, "passed": t.ok,
-                         "note": parity.get("note") or t.error})
+            rows.append(
+                {
+                    "target": name,
+                    "output": None,
+                    "passed": t.ok,
+                    "note": parity.get("note") or t.error,
+                }
+            )
     if args.json:
-        rechecked = [a.action.id for a in result.actions
-                     if a.action.step == "verify" and a.status == "built"]
+        rechecked = [
+            a.action.id for a in result.actions if a.action.step == "verify" and a.status == "built"
+        ]
         print(json.dumps({"ok": result.ok, "rows": rows, "rechecked": rechecked}, indent=1))
     else:
         print(f"{'target':<20} {'output':<12} {'max abs':>10} {'max rel':>10} {'cosine':>10}  ")
         for r in rows:
             if r["output"] is None:
-                print(f"{r['target']:<20} {'-':<12} {'':>10} {'':>10} {'':>10}  "
-                      f"{'ok' if r['passed'] else 'FAILED'}: {(r['note'] or '').splitlines()[0]}")
+                print(
+                    f"{r['target']:<20} {'-':<12} {'':>10} {'':>10} {'':>10}  "
+                    f"{'ok' if r['passed'] else 'FAILED'}: {(r['note'] or '').splitlines()[0]}"
+                )
                 continue
-            print(f"{r['target']:<20} {r['output']:<12} {r['max_abs']:>10.3g} {r['max_rel']:>10.3g} "
-                  f"{r['cosine']:>10.6f}  {'ok' if r['passed'] else 'FAILED'}")
+            print(
+                f"{r['target']:<20} {r['output']:<12} {r['max_abs']:>10.3g} {r['max_rel']:>10.3g} "
+                f"{r['cosine']:>10.6f}  {'ok' if r['passed'] else 'FAILED'}"
+            )
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -330,8 +390,8 @@ def cmd_init(args: Any) -> int:
 def cmd_clean(args: Any) -> int:
     import shutil
 
-    from modelbuild.store.publish import unpublish
     from modelbuild.recipe.load import load_recipe
+    from modelbuild.store.publish import unpublish
 
     recipe = load_recipe(args.file)
     out = recipe.dir / recipe.output_dir
@@ -339,11 +399,21 @@ def cmd_clean(args: Any) -> int:
     print(f"removed {len(removed)} published target(s) from {recipe.output_dir}/")
     if args.cache:
         cache = cache_for(recipe)
-        for sub in ("objects", "trees", "actions", "tmp", "logs", "state", "stat.json", "bench",
-                    "tensorrt", "locks"):
+        for sub in (
+            "objects",
+            "trees",
+            "actions",
+            "tmp",
+            "logs",
+            "state",
+            "stat.json",
+            "bench",
+            "tensorrt",
+            "locks",
+        ):
             p = cache.root / sub
             if p.is_dir():
-                for root, dirs, files in os.walk(p):
+                for root, dirs, _files in os.walk(p):
                     for d in dirs:
                         os.chmod(os.path.join(root, d), 0o755)
                 shutil.rmtree(p, ignore_errors=True)
@@ -353,9 +423,16 @@ def cmd_clean(args: Any) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": cmd_build, "verify": cmd_verify, "plan": cmd_plan, "graph": cmd_graph,
-            "validate": cmd_validate,
-            "schema": cmd_schema, "init": cmd_init, "clean": cmd_clean}
+COMMANDS = {
+    "build": cmd_build,
+    "verify": cmd_verify,
+    "plan": cmd_plan,
+    "graph": cmd_graph,
+    "validate": cmd_validate,
+    "schema": cmd_schema,
+    "init": cmd_init,
+    "clean": cmd_clean,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,9 +29,14 @@ class TermReporter(Reporter):
         # soft_wrap: long error lines stay whole when piped (grep-able, copy-able).
         self.console = Console(stderr=False, highlight=False, soft_wrap=True)
         if self.console.is_terminal:
-            self.progress = Progress(TextColumn("[bold]building"), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.description}"),
-                                     console=self.console, transient=True)
+            self.progress = Progress(
+                TextColumn("[bold]building"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                console=self.console,
+                transient=True,
+            )
             self.progress.start()
             self.task = self.progress.add_task("", total=self.total)
         for r in self.pending_cached:
@@ -39,10 +44,13 @@ class TermReporter(Reporter):
         self.pending_cached = []
 
     def _line(self, r: ActionResult) -> None:
-        style = {"built": "green", "cached": "dim", "failed": "bold red",
-                 "skipped": "yellow"}.get(r.status, "")
+        style = {"built": "green", "cached": "dim", "failed": "bold red", "skipped": "yellow"}.get(
+            r.status, ""
+        )
         extra = f" {r.seconds:.2f}s" if r.status == "built" else ""
-        why = f"  ({'; '.join(r.reasons)})" if r.reasons and r.status in ("built", "skipped") else ""
+        why = (
+            f"  ({'; '.join(r.reasons)})" if r.reasons and r.status in ("built", "skipped") else ""
+        )
         self.console.print(f"[{style}]{r.status:>7}[/] {_escape(r.action.id)}{extra}{_escape(why)}")
         for note in r.meta.get("notices") or []:
             self.console.print(f"[cyan]notice[/] {_escape(r.action.id)}: {_escape(note)}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 NAME = "report"
 
@@ -13,15 +14,26 @@ NAME = "report"
 def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     from modelbuild.commands.bench import add_bench_options
 
-    p = sub.add_parser(NAME, help="Markdown/HTML report with the format table, latency and "
-                       "size plots (PNG) and the build graph")
+    p = sub.add_parser(
+        NAME,
+        help="Markdown/HTML report with the format table, latency and "
+        "size plots (PNG) and the build graph",
+    )
     recipe_arg(p)
     p.add_argument("targets", nargs="*", metavar="TARGET")
-    p.add_argument("-o", "--output", default=None, help="folder for report.md, report.html and "
-                   "the PNGs (default: report/ beside the recipe)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="folder for report.md, report.html and the PNGs (default: report/ beside the recipe)",
+    )
     p.add_argument("--format", choices=["md", "html", "both"], default="both")
-    p.add_argument("--no-bench", dest="measure", action="store_false",
-                   help="do not measure: use cached `modelbuild bench` results only")
+    p.add_argument(
+        "--no-bench",
+        dest="measure",
+        action="store_false",
+        help="do not measure: use cached `modelbuild bench` results only",
+    )
     add_bench_options(p)
 
 
@@ -41,6 +53,8 @@ def run(args: Any) -> int:
         if name in written:
             print(f"wrote {written[name]}")
     if not any(n.endswith(".png") for n in written):
-        print("note: no plots (matplotlib is missing: pip install 'modelbuild[report]')",
-              file=sys.stderr)
+        print(
+            "note: no plots (matplotlib is missing: pip install 'modelbuild[report]')",
+            file=sys.stderr,
+        )
     return 0 if bench.ok else 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelbuild.errors import UsageError
-from modelbuild.recipe.load import RECIPE_FILENAME
+from modelbuild.recipe.paths import RECIPE_FILENAME
 
 TEMPLATE = """\
 # yaml-language-server: $schema=https://modelbuild.dev/schemas/model.build.schema.json
@@ -26,7 +26,7 @@ targets:
 
 SOURCES = {
     "pytorch": "  framework: pytorch\n  model: models.my_model:MyModel   # module:callable\n"
-               "  args: {}\n  checkpoint: weights/my_model.safetensors",
+    "  args: {}\n  checkpoint: weights/my_model.safetensors",
     "onnx": "  framework: onnx\n  model: model.onnx",
     "torchscript": "  framework: torchscript\n  model: model.pt",
 }

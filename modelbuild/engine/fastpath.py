@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from modelbuild import __version__
 from modelbuild.store.hashing import atomic_write_bytes, digest_json, sha256_file
@@ -48,8 +48,9 @@ def _env_paths() -> list[str]:
 
 
 def state_file(cache_root: Path, recipe_path: Path, targets: list[str]) -> Path:
-    ident = digest_json({"recipe": str(recipe_path), "targets": sorted(targets),
-                         "version": __version__})
+    ident = digest_json(
+        {"recipe": str(recipe_path), "targets": sorted(targets), "version": __version__}
+    )
     return cache_root / "state" / f"noop-{ident[:24]}.json"
 
 
@@ -78,15 +79,17 @@ def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, 
         return None  # another GPU, driver or CUDA: TensorRT keys would differ
     if restamped:
         atomic_write_bytes(state_file(cache_root, recipe_path, targets), json.dumps(data).encode())
-    return data.get("result")
+    return cast("dict[str, Any] | None", data.get("result"))
 
 
 def _gpu_fields() -> dict[str, Any]:
     from modelbuild.formats.tensorrt.gpu import probe
 
     info = probe()
-    return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "gpu": info.key_fields() if info else None}
+    return {
+        "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "gpu": info.key_fields() if info else None,
+    }
 
 
 def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
@@ -110,8 +113,11 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
         if r.key:
             paths.add(str(cache.action_path(r.key)))
         if r.output is not None:
-            objs = [r.output.digest] if r.output.kind == "file" else \
-                list((r.output.manifest or {}).values())
+            objs = (
+                [r.output.digest]
+                if r.output.kind == "file"
+                else list((r.output.manifest or {}).values())
+            )
             paths.update(str(cache.object_path(d)) for d in objs)
     from modelbuild.store.lockfile import lock_path
 
@@ -128,9 +134,11 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
     out = result.to_json()
     for a in out["actions"]:
         a["status"], a["seconds"] = "cached", 0.0
-    data: dict[str, Any] = {"stamps": {p: _stamp(p) for p in sorted(paths)}, "digests": digests,
-                            "result": out}
+    data: dict[str, Any] = {
+        "stamps": {p: _stamp(p) for p in sorted(paths)},
+        "digests": digests,
+        "result": out,
+    }
     if any(plan.actions[u].step == "tensorrt_from_onnx" for u in needed):
         data["gpu"] = _gpu_fields()
-    atomic_write_bytes(state_file(cache.root, plan.recipe.path, asked),
-                       json.dumps(data).encode())
+    atomic_write_bytes(state_file(cache.root, plan.recipe.path, asked), json.dumps(data).encode())

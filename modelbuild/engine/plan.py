@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from modelbuild.errors import ModelBuildError, PlanError, RecipeError
 from modelbuild.formats import format_module
-from modelbuild.store.hashing import digest_json
 from modelbuild.params import to_mapping
 from modelbuild.recipe.load import Recipe
+from modelbuild.store.hashing import digest_json
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class FileRef:
     path: str  # absolute
 
 
-Ref = Union[str, FileRef]  # an upstream action uid, or a file
+Ref = str | FileRef  # an upstream action uid, or a file
 
 
 @dataclass
@@ -115,9 +115,15 @@ class Planner:
     # -- building blocks ---------------------------------------------------
     def add(self, step: str, params: dict[str, Any], inputs: dict[str, Ref], target: str) -> str:
         params = to_mapping(params)
-        uid = digest_json({"step": step, "params": params,
-                           "inputs": {k: (v if isinstance(v, str) else {"file": v.path})
-                                      for k, v in inputs.items()}})[:16]
+        uid = digest_json(
+            {
+                "step": step,
+                "params": params,
+                "inputs": {
+                    k: (v if isinstance(v, str) else {"file": v.path}) for k, v in inputs.items()
+                },
+            }
+        )[:16]
         a = self.actions.get(uid)
         if a is None:
             a = self.actions[uid] = Action(uid, step, params, dict(inputs))
@@ -130,12 +136,18 @@ class Planner:
 
         p, escape = confined(self.recipe.dir, rel, self.recipe.allow_outside_repo)
         if escape:
-            raise self.recipe.error(key_path, escape,
-                                    hint="move the file into the repository, or set "
-                                    "`allow_outside_repo: true` if you mean it")
+            raise self.recipe.error(
+                key_path,
+                escape,
+                hint="move the file into the repository, or set "
+                "`allow_outside_repo: true` if you mean it",
+            )
         if not p.exists():
-            raise self.recipe.error(key_path, f"file not found: {rel} (looked at {p})",
-                                    hint="paths are relative to the recipe's folder")
+            raise self.recipe.error(
+                key_path,
+                f"file not found: {rel} (looked at {p})",
+                hint="paths are relative to the recipe's folder",
+            )
         return FileRef(str(p))
 
     def input_specs(self) -> list[dict[str, Any]]:
@@ -143,11 +155,19 @@ class Planner:
 
     def source_params(self) -> dict[str, Any]:
         s = self.recipe.source
-        return {"source": {"framework": s.framework, "model": s.model, "args": s.args,
-                           "strict": s.strict, "trust_pickle": s.trust_pickle,
-                           "checkpoint": bool(s.checkpoint)},
-                "inputs": self.input_specs(), "outputs": self.recipe.outputs,
-                "recipe_dir": str(self.recipe.dir)}
+        return {
+            "source": {
+                "framework": s.framework,
+                "model": s.model,
+                "args": s.args,
+                "strict": s.strict,
+                "trust_pickle": s.trust_pickle,
+                "checkpoint": bool(s.checkpoint),
+            },
+            "inputs": self.input_specs(),
+            "outputs": self.recipe.outputs,
+            "recipe_dir": str(self.recipe.dir),
+        }
 
     def source_inputs(self) -> dict[str, Ref]:
         s = self.recipe.source
@@ -181,35 +201,49 @@ class Planner:
         for cand in (base.with_suffix(".py"), base / "__init__.py"):
             if cand.is_file():
                 return [self.file(str(cand.relative_to(rdir)), ("source", "model"))]
-        raise self.recipe.error(("source", "model"),
-                                f"module '{module}' not found next to the recipe "
-                                f"(looked for {base}.py)",
-                                hint="`model` is module:callable, imported relative to the "
-                                "recipe's folder")
+        raise self.recipe.error(
+            ("source", "model"),
+            f"module '{module}' not found next to the recipe (looked for {base}.py)",
+            hint="`model` is module:callable, imported relative to the recipe's folder",
+        )
 
     def onnx_base(self, target: str) -> Ref:
         """The fp32 ONNX every ONNX-derived target starts from."""
         r = self.recipe
-        common = {"opset": r.opset, "inputs": self.input_specs(), "outputs": r.outputs,
-                  "recipe_name": r.name}
+        common = {
+            "opset": r.opset,
+            "inputs": self.input_specs(),
+            "outputs": r.outputs,
+            "recipe_name": r.name,
+        }
         if r.source.framework == "onnx":
-            return self.add("onnx_from_file", common, {"model_file": self.file(
-                str(r.source.model), ("source", "model"))}, target)
-        return self.add("onnx_from_torch", {**common, **self.source_params()},
-                        self.source_inputs(), target)
+            return self.add(
+                "onnx_from_file",
+                common,
+                {"model_file": self.file(str(r.source.model), ("source", "model"))},
+                target,
+            )
+        return self.add(
+            "onnx_from_torch", {**common, **self.source_params()}, self.source_inputs(), target
+        )
 
     def verify_inputs(self, target: str) -> str:
         v = self.recipe.verify
         inputs: dict[str, Ref] = {}
         if v.data:
             inputs["data"] = self.file(v.data, ("verify", "data"))
-        return self.add("make_inputs", {"inputs": self.input_specs(), "samples": v.samples,
-                                        "seed": v.seed}, inputs, target)
+        return self.add(
+            "make_inputs",
+            {"inputs": self.input_specs(), "samples": v.samples, "seed": v.seed},
+            inputs,
+            target,
+        )
 
     def reference(self, target: str) -> str:
         ins = self.verify_inputs(target)
-        return self.add("reference", self.source_params(), {"inputs": ins, **self.source_inputs()},
-                        target)
+        return self.add(
+            "reference", self.source_params(), {"inputs": ins, **self.source_inputs()}, target
+        )
 
 
 def tolerance_for(recipe: Recipe, target: Any) -> dict[str, Any]:
@@ -232,7 +266,7 @@ def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
     pl = Planner(recipe)
     targets: dict[str, TargetPlan] = {}
     errors: dict[str, ModelBuildError] = {}
-    names = list(recipe.targets) if not only else only
+    names = only if only else list(recipe.targets)
     for name in names:
         t = recipe.targets[name]
         mod = format_module(t.format)
@@ -253,15 +287,27 @@ def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
         ver: str | None = None
         enabled = recipe.verify.enabled and (t.verify is None or t.verify.enabled)
         if enabled:
-            ver = pl.add("verify", {
-                "format": t.format, "precision": t.precision,
-                "tolerance": tolerance_for(recipe, t), "runner": mod.runner(t),
-                "inputs": [n for n in recipe.inputs], "outputs": recipe.outputs,
-                "recipe_dir": str(recipe.dir),
-            }, {"artifact": art, "inputs": pl.verify_inputs(name),
-                "reference": pl.reference(name)}, name)
-        targets[name] = TargetPlan(name, t.format, t.precision, art, ver,
-                                   get_step(pl.actions[art].step).output)
+            ver = pl.add(
+                "verify",
+                {
+                    "format": t.format,
+                    "precision": t.precision,
+                    "tolerance": tolerance_for(recipe, t),
+                    "runner": mod.runner(t),
+                    "inputs": [n for n in recipe.inputs],
+                    "outputs": recipe.outputs,
+                    "recipe_dir": str(recipe.dir),
+                },
+                {
+                    "artifact": art,
+                    "inputs": pl.verify_inputs(name),
+                    "reference": pl.reference(name),
+                },
+                name,
+            )
+        targets[name] = TargetPlan(
+            name, t.format, t.precision, art, ver, get_step(pl.actions[art].step).output
+        )
     _assign_ids(pl.actions)
     return Plan(recipe, pl.actions, targets, errors)
 

@@ -10,6 +10,7 @@ free worker that already holds the most of what it needs. A worker that dies
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -46,8 +47,8 @@ class WorkerCrashed(Exception):
 
 
 def _serve(conn: Connection, step_modules: dict[str, str]) -> None:
-    from modelbuild.step import STEP_MODULES
     from modelbuild.engine.worker import run_job
+    from modelbuild.step import STEP_MODULES
 
     STEP_MODULES.update(step_modules)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -95,10 +96,9 @@ def _warm(modules: list[str], log: str) -> None:
 
     with _redirect_fds(Path(log)):
         for m in modules:
-            try:
+            # the step that needs it will say what is wrong
+            with contextlib.suppress(Exception):
                 importlib.import_module(m)
-            except Exception:  # the step that needs it will say what is wrong
-                pass
 
 
 # Frameworks worth importing ahead of need in an idle worker (seconds each), and the
@@ -194,10 +194,8 @@ class Pool:
         (an interrupted build) is killed, which its action's atomic writes allow."""
         for w in self.workers:
             if w.job is None:
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     w.conn.send(None)
-                except (OSError, ValueError):
-                    pass
         for w in self.workers:
             w.process.join(timeout=10 if w.job is None else 0)
             if w.process.is_alive():

@@ -9,19 +9,19 @@ processes; the main process never imports an ML framework.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
-from modelbuild.store.cache import Cache, OutputRecord
-from modelbuild.errors import CacheError, ModelBuildError, ParityError, StepError
-from modelbuild.store.hashing import digest_json
 from modelbuild.engine.plan import Action, FileRef, Plan
 from modelbuild.engine.pool import Pool
-from modelbuild.store.publish import publish, unpublish_failed
+from modelbuild.errors import CacheError, ModelBuildError, ParityError, StepError
 from modelbuild.registry import frameworks_of
-from modelbuild.step import STEP_MODULES, get_step
-from modelbuild.step import UNKEYED_PARAMS
+from modelbuild.step import STEP_MODULES, UNKEYED_PARAMS, get_step
+from modelbuild.store.cache import Cache, OutputRecord
+from modelbuild.store.hashing import digest_json
+from modelbuild.store.publish import publish, unpublish_failed
 
 
 @dataclass
@@ -65,19 +65,31 @@ class BuildResult:
         return {
             "recipe": self.recipe,
             "ok": self.ok,
-            "actions": [{"id": r.action.id, "step": r.action.step,
-                         "target": r.action.targets[0] if r.action.targets else None,
-                         "targets": r.action.targets, "status": r.status, "key": r.key,
-                         "seconds": round(r.seconds, 4),
-                         **({"notices": r.meta["notices"]} if r.meta.get("notices") else {}),
-                         **({"error": r.error.render()} if r.error else {})}
-                        for r in self.actions],
-            "targets": {n: {"path": t.path, "digest": t.digest, "verified": t.verified,
-                            # a spec-only check (CoreML off macOS) says so
-                            **({"numeric": False} if (t.parity or {}).get("numeric") is False
-                               else {}),
-                            **({"error": t.error} if t.error else {})}
-                        for n, t in self.targets.items()},
+            "actions": [
+                {
+                    "id": r.action.id,
+                    "step": r.action.step,
+                    "target": r.action.targets[0] if r.action.targets else None,
+                    "targets": r.action.targets,
+                    "status": r.status,
+                    "key": r.key,
+                    "seconds": round(r.seconds, 4),
+                    **({"notices": r.meta["notices"]} if r.meta.get("notices") else {}),
+                    **({"error": r.error.render()} if r.error else {}),
+                }
+                for r in self.actions
+            ],
+            "targets": {
+                n: {
+                    "path": t.path,
+                    "digest": t.digest,
+                    "verified": t.verified,
+                    # a spec-only check (CoreML off macOS) says so
+                    **({"numeric": False} if (t.parity or {}).get("numeric") is False else {}),
+                    **({"error": t.error} if t.error else {}),
+                }
+                for n, t in self.targets.items()
+            },
         }
 
 
@@ -142,7 +154,7 @@ class State:
         self.dirty = False
 
     def get(self, action_id: str) -> dict[str, Any] | None:
-        return self.data.get("actions", {}).get(action_id)
+        return cast("dict[str, Any] | None", self.data.get("actions", {}).get(action_id))
 
     def put(self, action_id: str, key: str, ingredients: dict[str, Any]) -> None:
         acts = self.data.setdefault("actions", {})
@@ -160,9 +172,17 @@ class State:
 
 
 class Engine:
-    def __init__(self, plan: Plan, cache: Cache, *, jobs: int = 1, force: bool = False,
-                 keep_going: bool = False, reporter: Reporter | None = None,
-                 force_steps: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        cache: Cache,
+        *,
+        jobs: int = 1,
+        force: bool = False,
+        keep_going: bool = False,
+        reporter: Reporter | None = None,
+        force_steps: tuple[str, ...] = (),
+    ) -> None:
         self.plan = plan
         self.cache = cache
         self.jobs = max(1, jobs)
@@ -200,7 +220,7 @@ class Engine:
             return None
         try:
             rec = OutputRecord.from_json(entry["output"])
-            for d in ([rec.digest] if rec.kind == "file" else (rec.manifest or {}).values()):
+            for d in [rec.digest] if rec.kind == "file" else (rec.manifest or {}).values():
                 self.cache.check_object(d)
         except (CacheError, KeyError, TypeError) as exc:
             self.cache.warn(f"{a.id}: {exc}; rebuilding")
@@ -218,8 +238,11 @@ class Engine:
             r = ActionResult(a, "pending")
             if digests is None:
                 r.status = "run"
-                ups = [self.plan.actions[d].id for d in a.deps
-                       if self.results.get(d) is None or self.results[d].output is None]
+                ups = [
+                    self.plan.actions[d].id
+                    for d in a.deps
+                    if self.results.get(d) is None or self.results[d].output is None
+                ]
                 r.reasons = [f"after {', '.join(ups)} (unchanged output would cut it off)"]
             else:
                 ing = key_ingredients(a, digests)
@@ -230,8 +253,9 @@ class Engine:
                     r.output = OutputRecord.from_json(entry["output"])
                 else:
                     r.status = "run"
-                    r.reasons = ["--force"] if self.forced(a) else \
-                        explain(self.state.get(a.id), ing)
+                    r.reasons = (
+                        ["--force"] if self.forced(a) else explain(self.state.get(a.id), ing)
+                    )
             self.results[uid] = r
             out.append(r)
         return out
@@ -246,10 +270,18 @@ class Engine:
                 rec = self.results[ref].output
                 assert rec is not None
                 inputs[role] = str(self.cache.materialize(rec))
-        return {"step": a.step, "module": STEP_MODULES[a.step], "params": a.params,
-                "inputs": inputs, "key": key, "id": a.id, "ingredients": ingredients,
-                "force": self.forced(a),
-                "cache_root": str(self.cache.root), "recipe_dir": str(self.plan.recipe.dir)}
+        return {
+            "step": a.step,
+            "module": STEP_MODULES[a.step],
+            "params": a.params,
+            "inputs": inputs,
+            "key": key,
+            "id": a.id,
+            "ingredients": ingredients,
+            "force": self.forced(a),
+            "cache_root": str(self.cache.root),
+            "recipe_dir": str(self.plan.recipe.dir),
+        }
 
     def _ranks(self, order: list[str]) -> dict[str, float]:
         """Critical-path length below each action (its cost plus the longest chain after it),
@@ -277,8 +309,11 @@ class Engine:
                     stop = self._schedule(waiting)
                 if stop:
                     for uid in waiting:
-                        self.results[uid] = ActionResult(self.plan.actions[uid], "skipped",
-                                                         reasons=["build stopped after a failure"])
+                        self.results[uid] = ActionResult(
+                            self.plan.actions[uid],
+                            "skipped",
+                            reasons=["build stopped after a failure"],
+                        )
                     waiting = []
                 if self._pool is None or not self._pool.busy():
                     if waiting:  # nothing runnable and nothing running: cannot happen in a DAG
@@ -296,14 +331,19 @@ class Engine:
                         self.state.put(r.action.id, entry["key"], entry["ingredients"])
                     elif status == "crash":
                         r.status = "failed"
-                        r.error = StepError(f"the worker process died ({payload}): killed, out "
-                                            "of memory, or a native crash in the converter",
-                                            step=r.action.id,
-                                            hint="see the step's log in the cache's logs/ folder")
+                        r.error = StepError(
+                            f"the worker process died ({payload}): killed, out "
+                            "of memory, or a native crash in the converter",
+                            step=r.action.id,
+                            hint="see the step's log in the cache's logs/ folder",
+                        )
                     else:
                         r.status = "failed"
-                        r.error = payload if isinstance(payload, ModelBuildError) else \
-                            StepError(f"{type(payload).__name__}: {payload}", step=r.action.id)
+                        r.error = (
+                            payload
+                            if isinstance(payload, ModelBuildError)
+                            else StepError(f"{type(payload).__name__}: {payload}", step=r.action.id)
+                        )
                     if r.status == "failed":
                         stop = stop or not self.keep_going
                     self.reporter.finished(r)
@@ -319,14 +359,19 @@ class Engine:
             progressed = False
             for uid in list(waiting):
                 a = self.plan.actions[uid]
-                if any(self.results.get(d) is None or self.results[d].status == "running"
-                       for d in a.deps):
+                if any(
+                    self.results.get(d) is None or self.results[d].status == "running"
+                    for d in a.deps
+                ):
                     # Not runnable yet; if it sits on the critical path ahead of what is
                     # runnable, an idle worker imports its framework meanwhile.
                     self._prefetch(a)
                     continue
-                bad = [self.plan.actions[d].id for d in a.deps
-                       if self.results[d].status in ("failed", "skipped")]
+                bad = [
+                    self.plan.actions[d].id
+                    for d in a.deps
+                    if self.results[d].status in ("failed", "skipped")
+                ]
                 if bad:
                     waiting.remove(uid)
                     progressed = True
@@ -341,8 +386,11 @@ class Engine:
                         ing = key_ingredients(a, digests)
                     except (OSError, ModelBuildError) as exc:
                         waiting.remove(uid)
-                        err = exc if isinstance(exc, ModelBuildError) else \
-                            StepError(f"cannot read an input: {exc}", step=a.id)
+                        err = (
+                            exc
+                            if isinstance(exc, ModelBuildError)
+                            else StepError(f"cannot read an input: {exc}", step=a.id)
+                        )
                         r = ActionResult(a, "failed", error=err)
                         self.results[uid] = r
                         self.reporter.finished(r)
@@ -356,9 +404,13 @@ class Engine:
                     if entry is not None:
                         waiting.remove(uid)
                         progressed = True
-                        r = ActionResult(a, "cached", key=key,
-                                         output=OutputRecord.from_json(entry["output"]),
-                                         meta=entry.get("meta", {}))
+                        r = ActionResult(
+                            a,
+                            "cached",
+                            key=key,
+                            output=OutputRecord.from_json(entry["output"]),
+                            meta=entry.get("meta", {}),
+                        )
                         self.results[uid] = r
                         self.state.put(a.id, key, ing)
                         self.reporter.finished(r)
@@ -369,9 +421,12 @@ class Engine:
                 if worker is None:
                     continue  # every worker is busy; cache hits may still resolve
                 waiting.remove(uid)
-                r = ActionResult(a, "running", key=key,
-                                 reasons=["--force"] if self.forced(a)
-                                 else explain(self.state.get(a.id), ing))
+                r = ActionResult(
+                    a,
+                    "running",
+                    key=key,
+                    reasons=["--force"] if self.forced(a) else explain(self.state.get(a.id), ing),
+                )
                 self.results[uid] = r
                 self.reporter.running(r)
                 pool.submit(worker, uid, self._job(a, key, ing))
@@ -402,8 +457,6 @@ class Engine:
             self._pool = None
 
 
-
-
 def _wants(ingredients: dict[str, Any]) -> set[str]:
     return frameworks_of(ingredients["tools"])
 
@@ -423,16 +476,31 @@ def chain_tools(plan: Plan, uid: str) -> dict[str, str]:
     return dict(sorted(tools.items()))
 
 
-def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force: bool = False,
-          keep_going: bool = False, reporter: Reporter | None = None,
-          on_publish: Callable[[str, str], None] | None = None,
-          force_steps: tuple[str, ...] = ()) -> BuildResult:
+def build(
+    plan: Plan,
+    cache: Cache,
+    targets: list[str],
+    *,
+    jobs: int = 1,
+    force: bool = False,
+    keep_going: bool = False,
+    reporter: Reporter | None = None,
+    on_publish: Callable[[str, str], None] | None = None,
+    force_steps: tuple[str, ...] = (),
+) -> BuildResult:
     """Build ``targets`` of ``plan``: run, verify, publish to the output dir, write the lock."""
     from modelbuild.store.lockfile import update_lock
 
     recipe = plan.recipe
-    eng = Engine(plan, cache, jobs=jobs, force=force, keep_going=keep_going, reporter=reporter,
-                 force_steps=force_steps)
+    eng = Engine(
+        plan,
+        cache,
+        jobs=jobs,
+        force=force,
+        keep_going=keep_going,
+        reporter=reporter,
+        force_steps=force_steps,
+    )
     buildable = [t for t in targets if t in plan.targets]
     results = eng.run(buildable)
     out_dir = (recipe.dir / recipe.output_dir).resolve()
@@ -446,26 +514,47 @@ def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force:
         ver = eng.results.get(tp.verify) if tp.verify else None
         tools = chain_tools(plan, tp.artifact)
         if art is None or art.status not in ("built", "cached") or art.output is None:
-            err = art.error.render() if art and art.error else \
-                f"skipped: {'; '.join(art.reasons)}" if art and art.reasons else "not built"
+            err = (
+                art.error.render()
+                if art and art.error
+                else f"skipped: {'; '.join(art.reasons)}"
+                if art and art.reasons
+                else "not built"
+            )
             tres[name] = TargetResult(name, False, error=err)
             unpublish_failed(cache, out_dir / name, f"{recipe.output_dir}/{name}/ (target failed)")
             continue
         if tp.verify and (ver is None or ver.status not in ("built", "cached")):
             verr = ver.error if ver and ver.error else None
             parity = verr.report if isinstance(verr, ParityError) else None
-            tres[name] = TargetResult(name, False, digest=art.output.digest, verified=False,
-                                      parity=parity, key=art.key,
-                                      error=verr.render() if verr else "verification did not run")
-            unpublish_failed(cache, out_dir / name,
-                              f"{recipe.output_dir}/{name}/ (parity check failed)")
+            tres[name] = TargetResult(
+                name,
+                False,
+                digest=art.output.digest,
+                verified=False,
+                parity=parity,
+                key=art.key,
+                error=verr.render() if verr else "verification did not run",
+            )
+            unpublish_failed(
+                cache, out_dir / name, f"{recipe.output_dir}/{name}/ (parity check failed)"
+            )
             continue
         with cache.lock(f"publish-{digest_json(str(out_dir / name))[:24]}"):
             path = publish(cache, art.output, out_dir / name, tp.output_name)
         parity = ver.meta.get("report") if ver else None
-        tres[name] = TargetResult(name, True, path=str(path), digest=art.output.digest,
-                                  size=art.output.size, verified=bool(tp.verify), parity=parity,
-                                  key=art.key, verify_key=ver.key if ver else None, tools=tools)
+        tres[name] = TargetResult(
+            name,
+            True,
+            path=str(path),
+            digest=art.output.digest,
+            size=art.output.size,
+            verified=bool(tp.verify),
+            parity=parity,
+            key=art.key,
+            verify_key=ver.key if ver else None,
+            tools=tools,
+        )
         if on_publish:
             on_publish(name, str(path))
     ok = all(t.ok for t in tres.values()) and all(r.status in ("built", "cached") for r in results)
@@ -473,9 +562,18 @@ def build(plan: Plan, cache: Cache, targets: list[str], *, jobs: int = 1, force:
         update_lock(recipe, plan, tres)
     eng.state.save()
     cache.stat.save()
-    return BuildResult(recipe.name, ok, results, tres, warnings=list(cache.warnings),
-                       workers=eng.workers_started)
+    return BuildResult(
+        recipe.name, ok, results, tres, warnings=list(cache.warnings), workers=eng.workers_started
+    )
 
 
-__all__ = ["Engine", "build", "BuildResult", "ActionResult", "TargetResult", "action_key",
-           "key_ingredients", "explain"]
+__all__ = [
+    "Engine",
+    "build",
+    "BuildResult",
+    "ActionResult",
+    "TargetResult",
+    "action_key",
+    "key_ingredients",
+    "explain",
+]

@@ -15,14 +15,14 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from modelbuild import faults
-from modelbuild.store.cache import Cache, OutputRecord
 from modelbuild.errors import ModelBuildError, StepError
-from modelbuild.step import get_step
-from modelbuild.step import StepContext
+from modelbuild.step import StepContext, get_step
+from modelbuild.store.cache import Cache, OutputRecord
 
 
 @contextlib.contextmanager
@@ -98,17 +98,25 @@ def _run_locked(cache: Cache, job: dict[str, Any]) -> dict[str, Any]:
         except BaseException as exc:  # a converter's own error: wrap it, keep the trace
             with open(log_path, "a") as f:
                 traceback.print_exc(file=f)
-            raise StepError(f"{type(exc).__name__}: {exc}".strip()[:2000], step=job["id"],
-                            log=str(log_path)) from None
+            raise StepError(
+                f"{type(exc).__name__}: {exc}".strip()[:2000], step=job["id"], log=str(log_path)
+            ) from None
         if not ctx.output.exists():
             raise StepError(f"step did not write {step.output}", step=job["id"], log=str(log_path))
         faults.point("step")
         rec: OutputRecord = cache.put_output(ctx.output)
         faults.point("cache-write")
         seconds = time.perf_counter() - t0
-        entry = {"id": job["id"], "step": job["step"], "output": rec.to_json(), "meta": meta,
-                 "ingredients": job["ingredients"], "seconds": round(seconds, 4),
-                 "log": str(log_path), "created": time.time()}
+        entry = {
+            "id": job["id"],
+            "step": job["step"],
+            "output": rec.to_json(),
+            "meta": meta,
+            "ingredients": job["ingredients"],
+            "seconds": round(seconds, 4),
+            "log": str(log_path),
+            "created": time.time(),
+        }
         cache.put_action(job["key"], entry)
         return dict(entry, key=job["key"], pid=os.getpid())
     finally:

@@ -1,8 +1,8 @@
 """`modelbuild inspect PATH`: what an artifact holds, read from the file itself.
 
-One reader per format, in ``formats/<format>/inspect.py``, each importing only its own library and never running
-the model: ONNX (onnx, external data left on disk), TFLite (the flatbuffer
-schema from ai_edge_litert or tensorflow, no interpreter), OpenVINO IR
+One reader per format, in ``formats/<format>/inspect.py``, each importing only its
+own library and never running the model: ONNX (onnx, external data left on disk),
+TFLite (the flatbuffer schema from ai_edge_litert or tensorflow, no interpreter), OpenVINO IR
 (``Core().read_model``, not compiled), TorchScript (``torch.jit.load`` and the
 archive's pickles), CoreML (the spec, ``skip_model_load=True``, so it works off
 macOS) and TF SavedModel (the protobuf, no graph loaded).
@@ -19,9 +19,10 @@ import contextlib
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from modelbuild.errors import MissingToolchainError, UsageError
 from modelbuild.registry import FORMATS as ROWS
@@ -112,8 +113,9 @@ def need(module: str, toolchain: str, extra: str) -> None:
 
 def fail(path: Path, fmt: str, exc: BaseException) -> UsageError:
     msg = str(exc).strip().splitlines()
-    return UsageError(f"cannot read {path} as {fmt}: {type(exc).__name__}: "
-                      f"{msg[0][:300] if msg else ''}")
+    return UsageError(
+        f"cannot read {path} as {fmt}: {type(exc).__name__}: {msg[0][:300] if msg else ''}"
+    )
 
 
 # -- dispatch -----------------------------------------------------------------------------
@@ -131,8 +133,10 @@ def detect(path: Path) -> tuple[str, Path]:
         found = sorted(f for f in path.iterdir() if f.suffix in _SUFFIXES)
         if len(found) == 1:
             return detect(found[0])
-        raise UsageError(f"{path} is a folder without a recognisable model",
-                         hint="pass the model file (.onnx, .tflite, .xml, .pt, .mlpackage)")
+        raise UsageError(
+            f"{path} is a folder without a recognisable model",
+            hint="pass the model file (.onnx, .tflite, .xml, .pt, .mlpackage)",
+        )
     if path.suffix == ".bin" and path.with_suffix(".xml").is_file():
         return "openvino", path.with_suffix(".xml")
     if path.suffix in _SUFFIXES:
@@ -145,8 +149,10 @@ def detect(path: Path) -> tuple[str, Path]:
         return "torchscript", path
     if head[:1] == b"\x08":  # a protobuf starting with field 1 varint: ONNX's ir_version
         return "onnx", path
-    raise UsageError(f"cannot tell the format of {path}",
-                     hint=f"name it with a known suffix, or pass --format ({', '.join(FORMATS)})")
+    raise UsageError(
+        f"cannot tell the format of {path}",
+        hint=f"name it with a known suffix, or pass --format ({', '.join(FORMATS)})",
+    )
 
 
 def inspect_path(path: str | os.PathLike[str], fmt: str | None = None) -> ArtifactInfo:

@@ -11,12 +11,22 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32,
-             "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+NP_DTYPES = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "int64": np.int64,
+    "int32": np.int32,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "bool": np.bool_,
+}
 
 
 def np_dtype(name: str) -> Any:
@@ -40,13 +50,13 @@ def shapes_for(specs: list[dict[str, Any]], variant: int) -> dict[str, list[int]
     for s in specs:
         shape = list(s["shape"])
         if variant:
-            for axis in (s.get("dynamic") or {}):
+            for axis in s.get("dynamic") or {}:
                 shape[int(axis)] = alt_size(shape[int(axis)])
         out[s["name"]] = shape
     return out
 
 
-def random_array(spec: dict[str, Any], shape: list[int], rng: np.random.Generator) -> np.ndarray:
+def random_array(spec: dict[str, Any], shape: list[int], rng: np.random.Generator) -> NDArray[Any]:
     dtype = spec.get("dtype", "float32")
     lo, hi = spec.get("range") or ((0.0, 1.0) if "float" in dtype else (0, 2))
     if dtype == "bool":
@@ -56,7 +66,7 @@ def random_array(spec: dict[str, Any], shape: list[int], rng: np.random.Generato
     return rng.integers(int(lo), int(hi) + 1, size=shape).astype(np_dtype(dtype))
 
 
-def generate(specs: list[dict[str, Any]], samples: int, seed: int) -> list[dict[str, np.ndarray]]:
+def generate(specs: list[dict[str, Any]], samples: int, seed: int) -> list[dict[str, NDArray[Any]]]:
     """``samples`` input sets; odd ones use the alternate size of every dynamic axis."""
     rng = np.random.default_rng(seed)
     has_dynamic = any(s.get("dynamic") for s in specs)
@@ -67,18 +77,24 @@ def generate(specs: list[dict[str, Any]], samples: int, seed: int) -> list[dict[
     return sets
 
 
-def from_data(specs: list[dict[str, Any]], data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+def from_data(
+    specs: list[dict[str, Any]], data: dict[str, NDArray[Any]]
+) -> list[dict[str, NDArray[Any]]]:
     """Input sets from user data keyed by input name; a dynamic batch also gets a batch of one."""
     names = [s["name"] for s in specs]
     missing = [n for n in names if n not in data]
     if missing:
         from modelbuild.errors import SourceError
 
-        raise SourceError(f"the data file has no array for input(s) {', '.join(missing)} "
-                          f"(it has: {', '.join(sorted(data))})",
-                          hint="save it with np.savez(path, **{input_name: array})")
-    full = {n: np.asarray(data[n]).astype(np_dtype(s.get("dtype", "float32")))
-            for n, s in zip(names, specs)}
+        raise SourceError(
+            f"the data file has no array for input(s) {', '.join(missing)} "
+            f"(it has: {', '.join(sorted(data))})",
+            hint="save it with np.savez(path, **{input_name: array})",
+        )
+    full = {
+        n: np.asarray(data[n]).astype(np_dtype(s.get("dtype", "float32")))
+        for n, s in zip(names, specs, strict=False)
+    }
     sets = [full]
     batch_dynamic = all("0" in (s.get("dynamic") or {}) for s in specs)
     if batch_dynamic and all(a.shape[0] > 1 for a in full.values()):
@@ -86,20 +102,20 @@ def from_data(specs: list[dict[str, Any]], data: dict[str, np.ndarray]) -> list[
     return sets
 
 
-def save_sets(path: Path, sets: list[dict[str, np.ndarray]]) -> None:
+def save_sets(path: Path, sets: list[dict[str, NDArray[Any]]]) -> None:
     save_npz(path, {f"s{i}.{k}": v for i, s in enumerate(sets) for k, v in s.items()})
 
 
-def load_sets(path: Path) -> list[dict[str, np.ndarray]]:
+def load_sets(path: Path) -> list[dict[str, NDArray[Any]]]:
     with np.load(path, allow_pickle=False) as z:
-        sets: dict[int, dict[str, np.ndarray]] = {}
+        sets: dict[int, dict[str, NDArray[Any]]] = {}
         for key in z.files:
             idx, name = key.split(".", 1)
             sets.setdefault(int(idx[1:]), {})[name] = z[key]
     return [sets[i] for i in sorted(sets)]
 
 
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def save_npz(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
     """Like np.savez, but byte-for-byte reproducible."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
@@ -110,13 +126,14 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             zf.writestr(info, buf.getvalue())
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
+def load_npz(path: Path) -> dict[str, NDArray[Any]]:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 
-def declared_range_samples(specs: list[dict[str, Any]], count: int,
-                           seed: int) -> tuple[list[dict[str, np.ndarray]], str]:
+def declared_range_samples(
+    specs: list[dict[str, Any]], count: int, seed: int
+) -> tuple[list[dict[str, NDArray[Any]]], str]:
     """Calibration samples when the recipe gives none: drawn from each input's declared range
     at its declared shape. Returns the samples and what to tell the user they were."""
     static = [dict(s, dynamic={}) for s in specs]

@@ -13,7 +13,9 @@ from modelbuild.step import Step, StepContext
 class Params:
     """How to make verification inputs."""
 
-    inputs: list[dict[str, Any]] = field(description="input specs (name, shape, dtype, dynamic, range)")
+    inputs: list[dict[str, Any]] = field(
+        description="input specs (name, shape, dtype, dynamic, range)"
+    )
     samples: int = field(4, description="sets to generate")
     seed: int = field(0, description="random seed")
 

@@ -44,10 +44,12 @@ class Reference(Step):
         if len(out_names) != len(outs[0]):
             from modelbuild.errors import SourceError
 
-            raise SourceError(f"the model returns {len(outs[0])} outputs but the recipe names "
-                              f"{len(out_names)} ({', '.join(out_names)})",
-                              hint="make `outputs` list one name per model output")
-        save_sets(ctx.output, [dict(zip(out_names, o)) for o in outs])
+            raise SourceError(
+                f"the model returns {len(outs[0])} outputs but the recipe names "
+                f"{len(out_names)} ({', '.join(out_names)})",
+                hint="make `outputs` list one name per model output",
+            )
+        save_sets(ctx.output, [dict(zip(out_names, o, strict=False)) for o in outs])
         return {"outputs": out_names}
 
 

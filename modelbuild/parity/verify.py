@@ -29,10 +29,10 @@ class Verify(Step):
     def run(self, ctx: StepContext) -> dict[str, Any]:
         import json
 
-        from modelbuild.parity.compare import Comparison, compare_outputs
         from modelbuild.errors import ParityError
-        from modelbuild.parity.inputs import load_sets
         from modelbuild.formats.runtime import load_runner
+        from modelbuild.parity.compare import Comparison, compare_outputs
+        from modelbuild.parity.inputs import load_sets
 
         p = ctx.params
         sets = load_sets(ctx.inputs["inputs"])
@@ -44,18 +44,28 @@ class Verify(Step):
             # against the recipe instead, and the report says that numbers were not compared.
             problems = runner.check_spec(sets, refs)  # type: ignore[attr-defined]
             fit = sum(runner.accepts({k: list(v.shape) for k, v in s.items()}) for s in sets)
-            report = {"passed": not problems, "numeric": False, "note": getattr(runner, "note", ""),
-                      "problems": problems, "tolerance": p["tolerance"], "outputs": {},
-                      "sets_checked": fit, "sets_skipped": len(sets) - fit,
-                      "runtime": p["runner"]["runtime"]}
+            report = {
+                "passed": not problems,
+                "numeric": False,
+                "note": getattr(runner, "note", ""),
+                "problems": problems,
+                "tolerance": p["tolerance"],
+                "outputs": {},
+                "sets_checked": fit,
+                "sets_skipped": len(sets) - fit,
+                "runtime": p["runner"]["runtime"],
+            }
             ctx.output.write_text(json.dumps(report, indent=1, sort_keys=True))
             if problems:
-                raise ParityError(f"spec check failed for {p['format']} {p['precision']}:\n  "
-                                  + "\n  ".join(problems), report=report)
+                raise ParityError(
+                    f"spec check failed for {p['format']} {p['precision']}:\n  "
+                    + "\n  ".join(problems),
+                    report=report,
+                )
             return {"report": report}
         cmp = Comparison(p["tolerance"])
         checked, skipped = [], []
-        for i, (feeds, ref) in enumerate(zip(sets, refs)):
+        for _i, (feeds, ref) in enumerate(zip(sets, refs, strict=False)):
             shapes = {k: list(v.shape) for k, v in feeds.items()}
             if not runner.accepts(shapes):
                 skipped.append(shapes)
@@ -65,15 +75,26 @@ class Verify(Step):
             checked.append(shapes)
         if not checked:
             cmp.problems.append("no input set fits the artifact's input shapes")
-        report = {"passed": bool(cmp), "tolerance": p["tolerance"], "outputs": cmp.worst(),
-                  "sets_checked": len(checked), "sets_skipped": len(skipped),
-                  "runtime": p["runner"]["runtime"], "numeric": True}
+        report = {
+            "passed": bool(cmp),
+            "tolerance": p["tolerance"],
+            "outputs": cmp.worst(),
+            "sets_checked": len(checked),
+            "sets_skipped": len(skipped),
+            "runtime": p["runner"]["runtime"],
+            "numeric": True,
+        }
         if skipped:
-            ctx.log.info("skipped %d input sets the artifact cannot take: %s", len(skipped), skipped)
+            ctx.log.info(
+                "skipped %d input sets the artifact cannot take: %s", len(skipped), skipped
+            )
         ctx.output.write_text(json.dumps(report, indent=1, sort_keys=True))
         if not cmp:
-            raise ParityError(f"parity check failed for {p['format']} {p['precision']}:\n  "
-                              + cmp.summary().replace("\n", "\n  "), report=report)
+            raise ParityError(
+                f"parity check failed for {p['format']} {p['precision']}:\n  "
+                + cmp.summary().replace("\n", "\n  "),
+                report=report,
+            )
         return {"report": report}
 
 

@@ -9,15 +9,14 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from modelbuild.errors import RecipeError
-from modelbuild.recipe.paths import RECIPE_FILENAME, find_recipe, repo_root  # noqa: F401 (re-exported)
 from modelbuild.params import from_mapping
-from modelbuild.recipe.model import Source, Verify
-from modelbuild.recipe.model import InputSpec
+from modelbuild.recipe.model import InputSpec, Source, Verify
+from modelbuild.recipe.paths import RECIPE_FILENAME, find_recipe, repo_root  # noqa: F401 (re-exported)
 
 try:
     _Loader: type = yaml.CSafeLoader
@@ -54,20 +53,36 @@ def _construct(node: yaml.Node, file: str, path: KeyPath, pos: dict[KeyPath, Pos
         out: dict[str, Any] = {}
         for knode, vnode in node.value:
             if knode.tag == "tag:yaml.org,2002:merge":
-                raise RecipeError("YAML merge keys (<<) are not supported", file=file,
-                                  line=knode.start_mark.line + 1, column=knode.start_mark.column + 1,
-                                  key_path=format_path(path), hint="use `extends` to share settings")
+                raise RecipeError(
+                    "YAML merge keys (<<) are not supported",
+                    file=file,
+                    line=knode.start_mark.line + 1,
+                    column=knode.start_mark.column + 1,
+                    key_path=format_path(path),
+                    hint="use `extends` to share settings",
+                )
             if not isinstance(knode, yaml.ScalarNode):
-                raise RecipeError("mapping keys must be plain scalars", file=file,
-                                  line=knode.start_mark.line + 1, column=knode.start_mark.column + 1,
-                                  key_path=format_path(path))
+                raise RecipeError(
+                    "mapping keys must be plain scalars",
+                    file=file,
+                    line=knode.start_mark.line + 1,
+                    column=knode.start_mark.column + 1,
+                    key_path=format_path(path),
+                )
             key = knode.value
             if key in out:
-                raise RecipeError(f"duplicate key '{key}'", file=file, line=knode.start_mark.line + 1,
-                                  column=knode.start_mark.column + 1,
-                                  key_path=format_path(path + (key,)), hint="remove one of the two")
+                raise RecipeError(
+                    f"duplicate key '{key}'",
+                    file=file,
+                    line=knode.start_mark.line + 1,
+                    column=knode.start_mark.column + 1,
+                    key_path=format_path(path + (key,)),
+                    hint="remove one of the two",
+                )
             out[key] = _construct(vnode, file, path + (key,), pos)
-            pos[path + (key,)] = Position(file, knode.start_mark.line + 1, knode.start_mark.column + 1)
+            pos[path + (key,)] = Position(
+                file, knode.start_mark.line + 1, knode.start_mark.column + 1
+            )
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(v, file, path + (str(i),), pos) for i, v in enumerate(node.value)]
@@ -80,18 +95,22 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, dict[KeyPath
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeError("file not found", file=file,
-                          hint="create it with `modelbuild init`, or pass -f PATH") from None
+        raise RecipeError(
+            "file not found", file=file, hint="create it with `modelbuild init`, or pass -f PATH"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read: {exc}", file=file) from None
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise RecipeError(f"malformed YAML: {exc.problem or exc.context}", file=file,
-                          line=mark.line + 1 if mark else None,
-                          column=mark.column + 1 if mark else None,
-                          hint="fix the YAML syntax at that position") from None
+        raise RecipeError(
+            f"malformed YAML: {exc.problem or exc.context}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+            hint="fix the YAML syntax at that position",
+        ) from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"malformed YAML: {exc}", file=file) from None
     pos: dict[KeyPath, Position] = {}
@@ -115,61 +134,90 @@ def deep_merge(base: Any, over: Any) -> Any:
     return over
 
 
-def _resolve_extends(ref: Any, here: Path, file: str, path: KeyPath,
-                     pos: dict[KeyPath, Position]) -> Path:
+def _resolve_extends(
+    ref: Any, here: Path, file: str, path: KeyPath, pos: dict[KeyPath, Position]
+) -> Path:
     p = pos.get(path)
-    where: dict[str, Any] = dict(file=file, line=p.line if p else None,
-                                 column=p.column if p else None, key_path=format_path(path))
+    where: dict[str, Any] = dict(
+        file=file,
+        line=p.line if p else None,
+        column=p.column if p else None,
+        key_path=format_path(path),
+    )
     if not isinstance(ref, str) or not ref:
-        raise RecipeError("each `extends` entry must be a string: recipe:NAME or a relative path",
-                          **where)
+        raise RecipeError(
+            "each `extends` entry must be a string: recipe:NAME or a relative path", **where
+        )
     if ref.startswith("recipe:"):
-        name = ref[len("recipe:"):]
+        name = ref[len("recipe:") :]
         target = BUNDLED_DIR / f"{name}.yaml"
         if not target.is_file():
             known = sorted(f.stem for f in BUNDLED_DIR.glob("*.yaml"))
-            raise RecipeError(f"no bundled recipe '{name}'", **where,
-                              hint=f"bundled recipes: {', '.join(known)}")
+            raise RecipeError(
+                f"no bundled recipe '{name}'", **where, hint=f"bundled recipes: {', '.join(known)}"
+            )
         return target
     target, escape = confined(here.parent, ref, False)
     if escape:
         raise RecipeError(escape, **where, hint="keep extended recipes inside the repository")
     if not target.is_file():
-        raise RecipeError(f"extended recipe '{ref}' not found (looked at {target})", **where,
-                          hint="paths in `extends` are relative to the recipe that names them")
+        raise RecipeError(
+            f"extended recipe '{ref}' not found (looked at {target})",
+            **where,
+            hint="paths in `extends` are relative to the recipe that names them",
+        )
     return target
 
 
-def _load_merged(path: Path, stack: tuple[Path, ...],
-                 positions: dict[KeyPath, Position], files: list[Path] | None = None) -> dict[str, Any]:
+def _load_merged(
+    path: Path,
+    stack: tuple[Path, ...],
+    positions: dict[KeyPath, Position],
+    files: list[Path] | None = None,
+) -> dict[str, Any]:
     display = _display(path)
     if files is not None:
         files.append(path)
     data, pos = load_yaml(path, display)
     if not isinstance(data, dict):
-        raise RecipeError("a recipe must be a mapping of keys to values", file=display, line=1,
-                          column=1, hint="start from `modelbuild init`")
+        raise RecipeError(
+            "a recipe must be a mapping of keys to values",
+            file=display,
+            line=1,
+            column=1,
+            hint="start from `modelbuild init`",
+        )
     merged: dict[str, Any] = {}
     ext = data.get("extends", [])
     if isinstance(ext, str):
         ext = [ext]
     if not isinstance(ext, list):
         p = pos.get(("extends",))
-        raise RecipeError("`extends` must be a list", file=display, line=p.line if p else None,
-                          column=p.column if p else None, key_path="extends")
+        raise RecipeError(
+            "`extends` must be a list",
+            file=display,
+            line=p.line if p else None,
+            column=p.column if p else None,
+            key_path="extends",
+        )
     for i, ref in enumerate(ext):
         target = _resolve_extends(ref, path, display, ("extends", str(i)), pos)
         if target in stack or target == path:
             p = pos.get(("extends", str(i)))
             chain = " -> ".join(_display(s) for s in stack + (path, target))
-            raise RecipeError(f"`extends` cycle: {chain}", file=display,
-                              line=p.line if p else None, column=p.column if p else None,
-                              key_path=f"extends[{i}]", hint="remove one link of the cycle")
+            raise RecipeError(
+                f"`extends` cycle: {chain}",
+                file=display,
+                line=p.line if p else None,
+                column=p.column if p else None,
+                key_path=f"extends[{i}]",
+                hint="remove one link of the cycle",
+            )
         base = _load_merged(target, stack + (path,), positions, files)
         merged = deep_merge(merged, base)
     own = {k: v for k, v in data.items() if k != "extends"}
     positions.update({k: v for k, v in pos.items() if k[:1] != ("extends",)})
-    return deep_merge(merged, own)
+    return cast(dict[str, Any], deep_merge(merged, own))
 
 
 def confined(base: Path, rel: str, allow_outside: bool) -> tuple[Path, str | None]:
@@ -180,8 +228,13 @@ def confined(base: Path, rel: str, allow_outside: bool) -> tuple[Path, str | Non
     root = repo_root(base.resolve())
     if p == root or root in p.parents:
         return p, None
-    how = "an absolute path" if Path(rel).is_absolute() else \
-        "'..'" if ".." in Path(rel).parts else "a symlink"
+    how = (
+        "an absolute path"
+        if Path(rel).is_absolute()
+        else "'..'"
+        if ".." in Path(rel).parts
+        else "a symlink"
+    )
     return p, (f"'{rel}' resolves to {p}, outside the recipe's repository {root} (through {how})")
 
 
@@ -223,8 +276,12 @@ class Recipe:
         while kp and kp not in self.positions:
             kp = kp[:-1]
         p = self.positions.get(kp)
-        return {"file": p.file if p else _display(self.path), "line": p.line if p else None,
-                "column": p.column if p else None, "key_path": format_path(key_path)}
+        return {
+            "file": p.file if p else _display(self.path),
+            "line": p.line if p else None,
+            "column": p.column if p else None,
+            "key_path": format_path(key_path),
+        }
 
     def error(self, key_path: KeyPath, message: str, hint: str | None = None) -> RecipeError:
         return RecipeError(message, hint=hint, **self.where(key_path))
@@ -271,26 +328,36 @@ def _check_semantics(r: Recipe) -> None:
     src = r.source
     if src.framework == "pytorch":
         if not src.model or ":" not in src.model:
-            raise r.error(("source", "model"), "pytorch sources need `model: module:callable`",
-                          hint="e.g. model: models.tiny_cnn:TinyCNN")
+            raise r.error(
+                ("source", "model"),
+                "pytorch sources need `model: module:callable`",
+                hint="e.g. model: models.tiny_cnn:TinyCNN",
+            )
     elif not src.model:
-        raise r.error(("source", "model"), f"{src.framework} sources need `model: PATH` "
-                      "to the model file")
+        raise r.error(
+            ("source", "model"), f"{src.framework} sources need `model: PATH` to the model file"
+        )
     for name, spec in r.inputs.items():
         for axis in spec.dynamic:
             if int(axis) >= len(spec.shape):
-                raise r.error(("inputs", name, "dynamic", axis),
-                              f"axis {axis} does not exist in shape {spec.shape}",
-                              hint=f"axes are 0..{len(spec.shape) - 1}")
+                raise r.error(
+                    ("inputs", name, "dynamic", axis),
+                    f"axis {axis} does not exist in shape {spec.shape}",
+                    hint=f"axes are 0..{len(spec.shape) - 1}",
+                )
         if spec.range is not None and spec.range[0] > spec.range[1]:
-            raise r.error(("inputs", name, "range"), "range low is above high",
-                          hint="write [low, high]")
+            raise r.error(
+                ("inputs", name, "range"), "range low is above high", hint="write [low, high]"
+            )
     _, escape = confined(r.dir, r.output_dir, r.allow_outside_repo)
     if escape:
         raise r.error(("output_dir",), escape, hint="set `allow_outside_repo: true` to allow it")
     if not r.targets:
-        raise r.error(("targets",), "no targets", hint="add at least one, e.g. "
-                      "onnx: {format: onnx, precision: fp32}")
+        raise r.error(
+            ("targets",),
+            "no targets",
+            hint="add at least one, e.g. onnx: {format: onnx, precision: fp32}",
+        )
     from modelbuild.formats import check_target
 
     for name, t in r.targets.items():

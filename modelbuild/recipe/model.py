@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from modelbuild.params import field
 
@@ -17,40 +17,61 @@ class Source:
 
     framework: Literal["pytorch", "torchscript", "onnx"] = field(
         description="pytorch: module:callable + checkpoint; torchscript: a .pt TorchScript file; "
-        "onnx: an .onnx file")
-    model: Optional[str] = field(None, description="module:callable, imported relative to the "
-                                 "recipe's folder (pytorch), or the model file (torchscript, onnx)")
+        "onnx: an .onnx file"
+    )
+    model: str | None = field(
+        None,
+        description="module:callable, imported relative to the "
+        "recipe's folder (pytorch), or the model file (torchscript, onnx)",
+    )
     args: dict[str, Any] = field({}, description="keyword arguments for the callable")
-    checkpoint: Optional[str] = field(None, description=".safetensors, or .pt/.pth state_dict "
-                                      "loaded with weights_only=True")
+    checkpoint: str | None = field(
+        None, description=".safetensors, or .pt/.pth state_dict loaded with weights_only=True"
+    )
     strict: bool = field(True, description="require the checkpoint's keys to match the model's")
-    code: list[str] = field([], description="files/folders whose bytes enter the key "
-                            "(default: the module file of `model`)")
-    trust_pickle: bool = field(False, description="allow a .pt/.pth checkpoint that needs full "
-                               "pickle (can run code): only for files you trust")
+    code: list[str] = field(
+        [],
+        description="files/folders whose bytes enter the key (default: the module file of `model`)",
+    )
+    trust_pickle: bool = field(
+        False,
+        description="allow a .pt/.pth checkpoint that needs full "
+        "pickle (can run code): only for files you trust",
+    )
 
 
 @dataclass(frozen=True)
 class InputSpec:
     """One model input; inputs are ordered and their names become graph input names."""
 
-    shape: list[int] = field(description="example shape; dynamic axes may take other sizes",
-                             items={"type": "integer", "minimum": 1}, minItems=0)
+    shape: list[int] = field(
+        description="example shape; dynamic axes may take other sizes",
+        items={"type": "integer", "minimum": 1},
+        minItems=0,
+    )
     dtype: DType = field("float32", description="element type")
-    dynamic: dict[str, str] = field({}, description="axis index -> symbolic name, e.g. {0: batch}",
-                                    propertyNames={"pattern": "^[0-9]+$"})
-    range: Optional[list[float]] = field(None, description="[low, high] of generated values "
-                                         "(inclusive for integer dtypes)", minItems=2, maxItems=2)
+    dynamic: dict[str, str] = field(
+        {},
+        description="axis index -> symbolic name, e.g. {0: batch}",
+        propertyNames={"pattern": "^[0-9]+$"},
+    )
+    range: list[float] | None = field(
+        None,
+        description="[low, high] of generated values (inclusive for integer dtypes)",
+        minItems=2,
+        maxItems=2,
+    )
 
 
 @dataclass(frozen=True)
 class Tolerance:
     """Parity tolerance: every element |a-r| <= atol + rtol*|r|, and/or cosine >= cosine."""
 
-    atol: Optional[float] = field(None, description="absolute tolerance", minimum=0)
-    rtol: Optional[float] = field(None, description="relative tolerance", minimum=0)
-    cosine: Optional[float] = field(None, description="minimum cosine similarity per output",
-                                    minimum=-1, maximum=1)
+    atol: float | None = field(None, description="absolute tolerance", minimum=0)
+    rtol: float | None = field(None, description="relative tolerance", minimum=0)
+    cosine: float | None = field(
+        None, description="minimum cosine similarity per output", minimum=-1, maximum=1
+    )
 
 
 @dataclass(frozen=True)
@@ -68,13 +89,20 @@ class Verify:
     """The parity gate: every target is compared with the source model."""
 
     enabled: bool = field(True, description="run the parity check (on by default)")
-    data: Optional[str] = field(None, description=".npz of real inputs keyed by input name")
-    samples: int = field(4, description="random samples to generate when `data` is not given; "
-                         "dynamic axes alternate between two sizes", minimum=1, maximum=64)
+    data: str | None = field(None, description=".npz of real inputs keyed by input name")
+    samples: int = field(
+        4,
+        description="random samples to generate when `data` is not given; "
+        "dynamic axes alternate between two sizes",
+        minimum=1,
+        maximum=64,
+    )
     seed: int = field(0, description="seed for generated inputs")
-    tolerance: Optional[dict[str, Tolerance]] = field(None, description="per precision "
-                                                      "(fp32, fp16, bf16, int8)",
-                                                      propertyNames={"enum": ["fp32", "fp16", "bf16", "int8"]})
+    tolerance: dict[str, Tolerance] | None = field(
+        None,
+        description="per precision (fp32, fp16, bf16, int8)",
+        propertyNames={"enum": ["fp32", "fp16", "bf16", "int8"]},
+    )
 
 
 @dataclass(frozen=True)
@@ -82,7 +110,7 @@ class TargetVerify:
     """A target's override of the parity gate."""
 
     enabled: bool = field(True, description="check this target")
-    tolerance: Optional[Tolerance] = field(None, description="override the precision's tolerance")
+    tolerance: Tolerance | None = field(None, description="override the precision's tolerance")
 
 
 DEFAULT_TOLERANCES = Tolerances()

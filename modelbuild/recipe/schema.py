@@ -23,8 +23,9 @@ def build_schema() -> dict[str, Any]:
     for fmt in formats:
         sch = schema_of(target_class(fmt))
         sch["properties"]["format"] = {"const": fmt, "description": f"build a {fmt} artifact"}
-        branches.append({"if": {"properties": {"format": {"const": fmt}}, "required": ["format"]},
-                         "then": sch})
+        branches.append(
+            {"if": {"properties": {"format": {"const": fmt}}, "required": ["format"]}, "then": sch}
+        )
     target = {
         "type": "object",
         "description": "one artifact to build; the keys allowed depend on `format`",
@@ -42,26 +43,50 @@ def build_schema() -> dict[str, Any]:
         "properties": {
             "modelbuild": {"const": 1, "description": "recipe format version"},
             "name": {"type": "string", "pattern": NAME_PATTERN, "description": "model name"},
-            "extends": {"type": "array", "items": {"type": "string"},
-                        "description": "recipe:NAME (bundled) or relative paths, deep-merged "
-                        "in order; this file wins"},
+            "extends": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "recipe:NAME (bundled) or relative paths, deep-merged "
+                "in order; this file wins",
+            },
             "source": schema_of(Source),
-            "inputs": {"type": "object", "minProperties": 1,
-                       "propertyNames": {"pattern": NAME_PATTERN},
-                       "additionalProperties": schema_of(InputSpec),
-                       "description": "model inputs, in order"},
-            "outputs": {"type": "array", "items": {"type": "string", "pattern": NAME_PATTERN},
-                        "description": "output names"},
-            "opset": {"type": "integer", "minimum": 7, "maximum": 23, "default": 17,
-                      "description": "ONNX opset"},
+            "inputs": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {"pattern": NAME_PATTERN},
+                "additionalProperties": schema_of(InputSpec),
+                "description": "model inputs, in order",
+            },
+            "outputs": {
+                "type": "array",
+                "items": {"type": "string", "pattern": NAME_PATTERN},
+                "description": "output names",
+            },
+            "opset": {
+                "type": "integer",
+                "minimum": 7,
+                "maximum": 23,
+                "default": 17,
+                "description": "ONNX opset",
+            },
             "verify": schema_of(Verify),
-            "targets": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
-                        "additionalProperties": target, "description": "artifacts to build"},
-            "allow_outside_repo": {"type": "boolean", "default": False,
-                                   "description": "let paths in this recipe point outside its "
-                                   "repository (through .., absolute paths or symlinks)"},
-            "output_dir": {"type": "string", "default": "dist",
-                           "description": "targets land in OUTPUT_DIR/<target>/"},
+            "targets": {
+                "type": "object",
+                "propertyNames": {"pattern": NAME_PATTERN},
+                "additionalProperties": target,
+                "description": "artifacts to build",
+            },
+            "allow_outside_repo": {
+                "type": "boolean",
+                "default": False,
+                "description": "let paths in this recipe point outside its "
+                "repository (through .., absolute paths or symlinks)",
+            },
+            "output_dir": {
+                "type": "string",
+                "default": "dist",
+                "description": "targets land in OUTPUT_DIR/<target>/",
+            },
         },
     }
 
@@ -84,7 +109,10 @@ def _validator() -> Any:
 
 def _depth_key(err: Any) -> tuple[int, int]:
     # Prefer the deepest, most specific error; `if/then` wrappers are shallow.
-    return (-len(err.absolute_path), 0 if err.validator in ("additionalProperties", "required") else 1)
+    return (
+        -len(err.absolute_path),
+        0 if err.validator in ("additionalProperties", "required") else 1,
+    )
 
 
 def _leaves(err: Any) -> list[Any]:
@@ -115,7 +143,9 @@ def validate(data: Any, positions: dict[tuple[str, ...], Any], file: str) -> Non
             path = path + (extra[0],)
             msg = f"unknown key '{extra[0]}'"
             close = suggest(extra[0], allowed)
-            hint = (f"did you mean '{close}'? " if close else "") + f"allowed keys: {', '.join(allowed)}"
+            hint = (
+                f"did you mean '{close}'? " if close else ""
+            ) + f"allowed keys: {', '.join(allowed)}"
     elif err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         msg = f"missing required key '{missing}'"
@@ -125,8 +155,9 @@ def validate(data: Any, positions: dict[tuple[str, ...], Any], file: str) -> Non
         options = err.validator_value if err.validator == "enum" else [err.validator_value]
         msg = f"{err.instance!r} is not allowed"
         close = suggest(str(err.instance), [str(o) for o in options])
-        hint = (f"did you mean '{close}'? " if close else "") + \
-            f"use one of: {', '.join(json.dumps(o) for o in options)}"
+        hint = (
+            f"did you mean '{close}'? " if close else ""
+        ) + f"use one of: {', '.join(json.dumps(o) for o in options)}"
     elif err.validator == "type":
         msg = f"expected {err.validator_value}, got {type(err.instance).__name__} {err.instance!r}"
         desc = err.schema.get("description")
@@ -141,8 +172,14 @@ def validate(data: Any, positions: dict[tuple[str, ...], Any], file: str) -> Non
     while kp and kp not in positions:
         kp = kp[:-1]
     pos = positions.get(kp)
-    raise RecipeError(msg, file=pos.file if pos else file, line=pos.line if pos else None,
-                      column=pos.column if pos else None, key_path=format_path(path), hint=hint)
+    raise RecipeError(
+        msg,
+        file=pos.file if pos else file,
+        line=pos.line if pos else None,
+        column=pos.column if pos else None,
+        key_path=format_path(path),
+        hint=hint,
+    )
 
 
 def committed_schema() -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 
 def _label(plan: Any, uid: str) -> str:
-    return plan.actions[uid].id
+    return str(plan.actions[uid].id)
 
 
 def render(plan: Any, fmt: str) -> str:
@@ -18,7 +18,7 @@ def render(plan: Any, fmt: str) -> str:
         for u in order:
             a = plan.actions[u]
             attrs = ', style=filled, fillcolor="#d6eaf8"' if u in final else ""
-            attrs = ', shape=diamond' if a.step == "verify" else attrs
+            attrs = ", shape=diamond" if a.step == "verify" else attrs
             lines.append(f'  "{a.id}" [label="{a.id}"{attrs}];')
         for d, u in edges:
             lines.append(f'  "{_label(plan, d)}" -> "{_label(plan, u)}";')

@@ -40,8 +40,13 @@ def layout(plan: Any) -> dict[str, tuple[float, float, float, float]]:
 
     g = plan.graph()
     labels = _labels(plan)
-    size = {u: (max(len(s) for s in labels[u]) * _CHAR_W + 2 * _PAD_X,
-                len(labels[u]) * _LINE_H + 2 * _PAD_Y) for u in g}
+    size = {
+        u: (
+            max(len(s) for s in labels[u]) * _CHAR_W + 2 * _PAD_X,
+            len(labels[u]) * _LINE_H + 2 * _PAD_Y,
+        )
+        for u in g
+    }
     order = {u: i for i, u in enumerate(plan.order())}
     layers = [sorted(gen, key=order.__getitem__) for gen in nx.topological_generations(g)]
     col_w = [max(size[u][0] for u in layer) for layer in layers]
@@ -53,6 +58,7 @@ def layout(plan: Any) -> dict[str, tuple[float, float, float, float]]:
             def bary(u: str) -> tuple[float, int]:
                 ys = [pos[p][1] for p in g.predecessors(u)]
                 return (-sum(ys) / len(ys) if ys else 0.0, order[u])
+
             layer = sorted(layer, key=bary)
         total = sum(size[u][1] for u in layer) + _GAP_Y * (len(layer) - 1)
         y = total / 2
@@ -96,17 +102,42 @@ def draw(plan: Any, fmt: str, path: str | Path) -> Path:
             # Verification inputs fan out to every check: draw them faint so the
             # conversion chains stand out.
             faint = a.step == "verify" and role != "artifact"
-            ax.annotate("", xy=(cx - w / 2, cy), xytext=(dx + dw / 2, dy),
-                        arrowprops={"arrowstyle": "-|>", "lw": 0.6 if faint else 0.9,
-                                    "color": "#aab7b8" if faint else "#34495e",
-                                    "linestyle": (0, (3, 2)) if faint else "-",
-                                    "shrinkA": 0, "shrinkB": 1, "mutation_scale": 8})
+            ax.annotate(
+                "",
+                xy=(cx - w / 2, cy),
+                xytext=(dx + dw / 2, dy),
+                arrowprops={
+                    "arrowstyle": "-|>",
+                    "lw": 0.6 if faint else 0.9,
+                    "color": "#aab7b8" if faint else "#34495e",
+                    "linestyle": (0, (3, 2)) if faint else "-",
+                    "shrinkA": 0,
+                    "shrinkB": 1,
+                    "mutation_scale": 8,
+                },
+            )
         kind = "verify" if a.step == "verify" else "artifact" if u in finals else "other"
-        ax.add_patch(FancyBboxPatch((cx - w / 2, cy - h / 2), w, h,
-                                    boxstyle="round,pad=0,rounding_size=0.05",
-                                    facecolor=_FILL[kind], edgecolor="#34495e", lw=0.8))
-        ax.text(cx, cy, "\n".join(labels[u]), ha="center", va="center", family="monospace",
-                fontsize=8, linespacing=1.2)
+        ax.add_patch(
+            FancyBboxPatch(
+                (cx - w / 2, cy - h / 2),
+                w,
+                h,
+                boxstyle="round,pad=0,rounding_size=0.05",
+                facecolor=_FILL[kind],
+                edgecolor="#34495e",
+                lw=0.8,
+            )
+        )
+        ax.text(
+            cx,
+            cy,
+            "\n".join(labels[u]),
+            ha="center",
+            va="center",
+            family="monospace",
+            fontsize=8,
+            linespacing=1.2,
+        )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format=fmt, dpi=150)

@@ -11,9 +11,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from modelbuild.store.cache import Cache, _force_unlink, _make_writable
 from modelbuild.store.hashing import sha256_file
@@ -58,8 +59,12 @@ def objects(cache: Cache) -> Iterator[Path]:
 def du(cache: Cache) -> dict[str, Any]:
     objs = list(objects(cache))
     size = sum(p.stat().st_size for p in objs)
-    return {"root": str(cache.root), "objects": len(objs), "bytes": size,
-            "actions": sum(1 for _ in entries(cache))}
+    return {
+        "root": str(cache.root),
+        "objects": len(objs),
+        "bytes": size,
+        "actions": sum(1 for _ in entries(cache)),
+    }
 
 
 def lock_references(repo_root: Path) -> tuple[set[str], set[str]]:
@@ -118,8 +123,13 @@ class GcReport:
     kept_for_locks: int = 0
 
 
-def gc(cache: Cache, repo_root: Path, max_size: int | None, max_age_s: float | None,
-       dry_run: bool = False) -> GcReport:
+def gc(
+    cache: Cache,
+    repo_root: Path,
+    max_size: int | None,
+    max_age_s: float | None,
+    dry_run: bool = False,
+) -> GcReport:
     rep = GcReport()
     keys, digests = lock_references(repo_root)
     now = time.time()
@@ -127,8 +137,9 @@ def gc(cache: Cache, repo_root: Path, max_size: int | None, max_age_s: float | N
     pinned = [e for e in all_entries if e.key in keys or set(e.digests) & digests]
     rep.kept_for_locks = len(pinned)
     pinned_keys = {e.key for e in pinned}
-    candidates = sorted((e for e in all_entries if e.key not in pinned_keys),
-                        key=lambda e: e.created)
+    candidates = sorted(
+        (e for e in all_entries if e.key not in pinned_keys), key=lambda e: e.created
+    )
     drop: list[Entry] = []
     if max_age_s is not None:
         drop = [e for e in candidates if now - e.created > max_age_s]

@@ -15,6 +15,7 @@ reported, removed, and treated as a miss.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,11 +23,17 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from modelbuild import faults
 from modelbuild.errors import CacheError
-from modelbuild.store.hashing import StatCache, atomic_write_bytes, digest_json, iter_files, sha256_file
+from modelbuild.store.hashing import (
+    StatCache,
+    atomic_write_bytes,
+    digest_json,
+    iter_files,
+    sha256_file,
+)
 
 READ_ONLY = 0o444
 
@@ -158,11 +165,13 @@ class Cache:
             self.warn(f"action entry {key[:12]} was corrupt; removed it")
             _force_unlink(p)
             return None
-        return entry
+        return cast("dict[str, Any]", entry)
 
     def put_action(self, key: str, entry: dict[str, Any]) -> None:
         entry = dict(entry, key=key)
-        atomic_write_bytes(self.action_path(key), json.dumps(entry, sort_keys=True, indent=1).encode())
+        atomic_write_bytes(
+            self.action_path(key), json.dumps(entry, sort_keys=True, indent=1).encode()
+        )
 
     def drop_action(self, key: str) -> None:
         _force_unlink(self.action_path(key))
@@ -218,14 +227,10 @@ def _alive(pid: int) -> bool:
 def _make_writable(root: Path) -> None:
     for dirpath, dirnames, _ in os.walk(root):
         for d in dirnames:
-            try:
+            with contextlib.suppress(OSError):
                 os.chmod(os.path.join(dirpath, d), 0o755)
-            except OSError:
-                pass
 
 
 def _force_unlink(p: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         p.unlink()
-    except FileNotFoundError:
-        pass

@@ -16,7 +16,7 @@ LOCK_NAME = "model.build.lock"
 
 
 def lock_path(recipe: Any) -> Path:
-    return recipe.dir / LOCK_NAME
+    return Path(recipe.dir) / LOCK_NAME
 
 
 def read_lock(recipe: Any) -> dict[str, Any]:
@@ -48,18 +48,20 @@ def update_lock(recipe: Any, plan: Any, results: dict[str, Any]) -> bool:
             targets.pop(name, None)
             continue
         tp = plan.targets[name]
-        targets[name] = _round({
-            "format": tp.format,
-            "precision": tp.precision,
-            "key": r.key,
-            "verify_key": r.verify_key,
-            "digest": r.digest,
-            "size": r.size,
-            "path": str(Path(r.path).relative_to(recipe.dir)) if r.path else None,
-            "tools": r.tools,
-            "verified": r.verified,
-            "parity": r.parity,
-        })
+        targets[name] = _round(
+            {
+                "format": tp.format,
+                "precision": tp.precision,
+                "key": r.key,
+                "verify_key": r.verify_key,
+                "digest": r.digest,
+                "size": r.size,
+                "path": str(Path(r.path).relative_to(recipe.dir)) if r.path else None,
+                "tools": r.tools,
+                "verified": r.verified,
+                "parity": r.parity,
+            }
+        )
     new = {"modelbuild": 1, "recipe": recipe.name, "targets": targets}
     text = json.dumps(new, indent=2, sort_keys=True) + "\n"
     p = lock_path(recipe)

@@ -33,7 +33,7 @@ def publish(cache: Cache, rec: OutputRecord, dest_dir: Path, name: str) -> Path:
     try:
         if rec.kind == "dir":
             shutil.copytree(src, tmp / name)
-            for root, dirs, files in os.walk(tmp / name):
+            for root, _dirs, files in os.walk(tmp / name):
                 for f in files:
                     os.chmod(os.path.join(root, f), 0o644)
         else:

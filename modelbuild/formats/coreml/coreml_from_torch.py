@@ -11,7 +11,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from modelbuild.formats.coreml.layout import QUANT_OPS, count_ops
 from modelbuild.params import field
@@ -31,8 +31,8 @@ class Params:
     ranges: dict[str, list[int]] = field({}, description="symbolic axis -> [min, max]")
     inputs: list[dict[str, Any]] = field([], description="input specs")
     outputs: list[str] = field([], description="output names")
-    image: Optional[dict[str, Any]] = field(None, description="image input settings")
-    quantize: Optional[dict[str, Any]] = field(None, description="int8 weight quantization")
+    image: dict[str, Any] | None = field(None, description="image input settings")
+    quantize: dict[str, Any] | None = field(None, description="int8 weight quantization")
     source: dict[str, Any] = field({}, description="source spec (export)")
 
 
@@ -60,26 +60,38 @@ class CoreMLFromTorch(Step):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                ml = ct.convert(model, source="pytorch", inputs=inputs, outputs=outputs,
-                                convert_to="mlprogram", compute_precision=precision,
-                                minimum_deployment_target=getattr(ct.target, p.deployment_target),
-                                skip_model_load=True)  # Linux cannot load (compile) it anyway
+                ml = ct.convert(
+                    model,
+                    source="pytorch",
+                    inputs=inputs,
+                    outputs=outputs,
+                    convert_to="mlprogram",
+                    compute_precision=precision,
+                    minimum_deployment_target=getattr(ct.target, p.deployment_target),
+                    skip_model_load=True,
+                )  # Linux cannot load (compile) it anyway
             except Exception as exc:
-                raise StepError(f"coremltools could not convert the model: "
-                                f"{str(exc).strip().splitlines()[0][:400] if str(exc) else exc!r}",
-                                hint="an unsupported op needs a newer coremltools, or "
-                                "`method: export` (or trace) instead") from exc
-            meta: dict[str, Any] = {"precision": p.precision,
-                                    "deployment_target": p.deployment_target}
+                raise StepError(
+                    f"coremltools could not convert the model: "
+                    f"{str(exc).strip().splitlines()[0][:400] if str(exc) else exc!r}",
+                    hint="an unsupported op needs a newer coremltools, or "
+                    "`method: export` (or trace) instead",
+                ) from exc
+            meta: dict[str, Any] = {
+                "precision": p.precision,
+                "deployment_target": p.deployment_target,
+            }
             if p.precision == "int8":
                 ml = _quantize(ml, p.quantize or {})
                 n = count_ops(ml.get_spec(), QUANT_OPS)
                 if n == 0:
-                    raise StepError("no weight was quantized to 8 bits: every weight tensor is "
-                                    "smaller than quantize.weight_threshold "
-                                    f"({(p.quantize or {}).get('weight_threshold', 2048)} "
-                                    "elements)", hint="lower quantize.weight_threshold, or use "
-                                    "precision: fp16")
+                    raise StepError(
+                        "no weight was quantized to 8 bits: every weight tensor is "
+                        "smaller than quantize.weight_threshold "
+                        f"({(p.quantize or {}).get('weight_threshold', 2048)} "
+                        "elements)",
+                        hint="lower quantize.weight_threshold, or use precision: fp16",
+                    )
                 meta["quantized_weights"] = n
         for key in _DROP_METADATA:  # the date would make every day's build differ
             if key in ml.user_defined_metadata:
@@ -106,21 +118,30 @@ def _input_type(ct: Any, spec: dict[str, Any], p: Params) -> Any:
             dims.append(ct.RangeDim(lower_bound=lo, upper_bound=hi, default=int(n)))
         else:
             dims.append(int(n))
-    shape = ct.Shape(shape=tuple(dims)) if any(not isinstance(d, int) for d in dims) \
-        else tuple(dims)
+    shape = (
+        ct.Shape(shape=tuple(dims)) if any(not isinstance(d, int) for d in dims) else tuple(dims)
+    )
     if p.method == "export":
         shape = None  # the exported program carries its own shapes and ranges
     if image is not None:
-        layout = {"RGB": ct.colorlayout.RGB, "BGR": ct.colorlayout.BGR,
-                  "G": ct.colorlayout.GRAYSCALE}[image.get("color_layout", "RGB")]
+        layout = {
+            "RGB": ct.colorlayout.RGB,
+            "BGR": ct.colorlayout.BGR,
+            "G": ct.colorlayout.GRAYSCALE,
+        }[image.get("color_layout", "RGB")]
         bias = list(image.get("bias") or [0.0])
         if image.get("color_layout") != "G" and len(bias) == 1:
             bias = bias * 3
-        return ct.ImageType(name=spec["name"], shape=shape, scale=float(image.get("scale", 1.0)),
-                            bias=bias[0] if image.get("color_layout") == "G" else bias,
-                            color_layout=layout)
-    dtype = {"float32": np.float32, "float16": np.float16, "int32": np.int32,
-             "int64": np.int32}[spec.get("dtype", "float32")]
+        return ct.ImageType(
+            name=spec["name"],
+            shape=shape,
+            scale=float(image.get("scale", 1.0)),
+            bias=bias[0] if image.get("color_layout") == "G" else bias,
+            color_layout=layout,
+        )
+    dtype = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "int64": np.int32}[
+        spec.get("dtype", "float32")
+    ]
     return ct.TensorType(name=spec["name"], shape=shape, dtype=dtype)
 
 
@@ -163,16 +184,21 @@ def _export(ctx: StepContext, p: Params) -> Any:
         ep = torch.export.export(model, args, dynamic_shapes=dynamic_shapes or None)
         return ep.run_decompositions({})
     except Exception as exc:
-        raise StepError(f"torch.export failed: {str(exc).strip().splitlines()[0][:400]}",
-                        hint="use `method: trace`, or make the model export-friendly") from exc
+        raise StepError(
+            f"torch.export failed: {str(exc).strip().splitlines()[0][:400]}",
+            hint="use `method: trace`, or make the model export-friendly",
+        ) from exc
 
 
 def _quantize(ml: Any, q: dict[str, Any]) -> Any:
     import coremltools.optimize.coreml as cto
 
-    cfg = cto.OpLinearQuantizerConfig(mode=q.get("mode", "linear_symmetric"), dtype="int8",
-                                      granularity=q.get("granularity", "per_channel"),
-                                      weight_threshold=int(q.get("weight_threshold", 2048)))
+    cfg = cto.OpLinearQuantizerConfig(
+        mode=q.get("mode", "linear_symmetric"),
+        dtype="int8",
+        granularity=q.get("granularity", "per_channel"),
+        weight_threshold=int(q.get("weight_threshold", 2048)),
+    )
     return cto.linear_quantize_weights(ml, config=cto.OptimizationConfig(global_config=cfg))
 
 
@@ -180,8 +206,10 @@ def normalize_manifest(package: Path) -> None:
     """Replace Manifest.json's random item ids with ids derived from each item's path."""
     path = package / "Manifest.json"
     data = json.loads(path.read_text())
-    ids = {old: str(uuid.uuid5(_NAMESPACE, item["path"]))
-           for old, item in data.get("itemInfoEntries", {}).items()}
+    ids = {
+        old: str(uuid.uuid5(_NAMESPACE, item["path"]))
+        for old, item in data.get("itemInfoEntries", {}).items()
+    }
     data["itemInfoEntries"] = {ids[k]: v for k, v in data["itemInfoEntries"].items()}
     if data.get("rootModelIdentifier") in ids:
         data["rootModelIdentifier"] = ids[data["rootModelIdentifier"]]

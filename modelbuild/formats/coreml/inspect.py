@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelbuild.formats.inspect import ArtifactInfo, Tensor, fail, histogram, need, numel, quiet_stderr, text, tree_size
-
+from modelbuild.formats.inspect import (
+    ArtifactInfo,
+    Tensor,
+    fail,
+    histogram,
+    need,
+    numel,
+    quiet_stderr,
+    text,
+    tree_size,
+)
 
 _MIL_NOT_WEIGHTS = {"INT16", "INT32", "INT64", "UINT16", "UINT32", "UINT64", "BOOL", "STRING"}
 
@@ -35,14 +44,19 @@ def inspect(path: Path) -> ArtifactInfo:
             return Tensor(f.name, list(a.shape) or None, ArrayType.Name(a.dataType).lower())
         if kind == "imageType":
             im = f.type.imageType
-            return Tensor(f.name, [im.height, im.width], "image",
-                          {"color": ColorSpace.Name(im.colorSpace)})
+            return Tensor(
+                f.name, [im.height, im.width], "image", {"color": ColorSpace.Name(im.colorSpace)}
+            )
         return Tensor(f.name, None, kind or "unknown")
 
     d = spec.description
-    info = ArtifactInfo(str(path), "coreml", tree_size(path),
-                        inputs=[feature(f) for f in d.input],
-                        outputs=[feature(f) for f in d.output])
+    info = ArtifactInfo(
+        str(path),
+        "coreml",
+        tree_size(path),
+        inputs=[feature(f) for f in d.input],
+        outputs=[feature(f) for f in d.output],
+    )
     model_type = spec.WhichOneof("Type")
     info.opset = {"specification": spec.specificationVersion}
     kinds: list[str] = []
@@ -66,15 +80,22 @@ def inspect(path: Path) -> ArtifactInfo:
         for layer in nn.layers:
             kinds.append(layer.WhichOneof("layer"))
             for _, w in layer.ListFields():
-                for sub in (w.ListFields() if hasattr(w, "ListFields") else []):
+                for sub in w.ListFields() if hasattr(w, "ListFields") else []:
                     if hasattr(sub[1], "floatValue"):
                         params += len(sub[1].floatValue) or len(sub[1].float16Value) // 2
     info.ops = histogram(kinds)
     info.parameters = params if kinds else None
     md = d.metadata
-    info.metadata = {k: text(v) for k, v in (("author", md.author), ("license", md.license),
-                                                ("version", md.versionString),
-                                                ("description", md.shortDescription)) if v}
+    info.metadata = {
+        k: text(v)
+        for k, v in (
+            ("author", md.author),
+            ("license", md.license),
+            ("version", md.versionString),
+            ("description", md.shortDescription),
+        )
+        if v
+    }
     info.metadata.update({k: text(v) for k, v in md.userDefined.items()})
     info.details = {"type": model_type}
     return info

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-NOTE_SPEC_ONLY = ("CoreML models run only on macOS: the spec (inputs, outputs, shapes, "
-                  "precision) was checked against the recipe; numeric parity was not run")
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+NOTE_SPEC_ONLY = (
+    "CoreML models run only on macOS: the spec (inputs, outputs, shapes, "
+    "precision) was checked against the recipe; numeric parity was not run"
+)
 
 
 class CoreMLRunner:
-    def __init__(self, path: Path, options: dict[str, Any], input_names: list[str],
-                 output_names: list[str]) -> None:
+    def __init__(
+        self, path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+    ) -> None:
         import warnings
 
         with warnings.catch_warnings():
@@ -38,8 +44,9 @@ class CoreMLRunner:
         image = options.get("image")
         self.image_input = (image.get("input") or input_names[0]) if image else None
         units = getattr(ct.ComputeUnit, str(options.get("compute_units", "cpu_only")).upper())
-        self.model = ct.models.MLModel(str(path), compute_units=units,
-                                       skip_model_load=not self.numeric)
+        self.model = ct.models.MLModel(
+            str(path), compute_units=units, skip_model_load=not self.numeric
+        )
         self.spec = self.model.get_spec()
         self.inputs = {i.name: i for i in self.spec.description.input}
 
@@ -55,32 +62,43 @@ class CoreMLRunner:
             if len(shape) != 4 or shape[0] != 1:
                 return f"image input {name} takes one [1, C, H, W] picture, not {shape}"
             rng = img.imageSizeRange
-            h_ok = (rng.heightRange.lowerBound <= shape[2] <= _upper(rng.heightRange)
-                    if img.WhichOneof("SizeFlexibility") == "imageSizeRange"
-                    else shape[2] == img.height)
-            w_ok = (rng.widthRange.lowerBound <= shape[3] <= _upper(rng.widthRange)
-                    if img.WhichOneof("SizeFlexibility") == "imageSizeRange"
-                    else shape[3] == img.width)
-            return None if h_ok and w_ok else \
-                f"image input {name} is {img.height}x{img.width}, not {shape[2]}x{shape[3]}"
+            h_ok = (
+                rng.heightRange.lowerBound <= shape[2] <= _upper(rng.heightRange)
+                if img.WhichOneof("SizeFlexibility") == "imageSizeRange"
+                else shape[2] == img.height
+            )
+            w_ok = (
+                rng.widthRange.lowerBound <= shape[3] <= _upper(rng.widthRange)
+                if img.WhichOneof("SizeFlexibility") == "imageSizeRange"
+                else shape[3] == img.width
+            )
+            return (
+                None
+                if h_ok and w_ok
+                else f"image input {name} is {img.height}x{img.width}, not {shape[2]}x{shape[3]}"
+            )
         arr = feature.type.multiArrayType
         if arr.WhichOneof("ShapeFlexibility") == "shapeRange":
             ranges = [(r.lowerBound, _upper(r)) for r in arr.shapeRange.sizeRanges]
-            if len(ranges) == len(shape) and all(lo <= s <= hi for (lo, hi), s in
-                                                 zip(ranges, shape)):
+            if len(ranges) == len(shape) and all(
+                lo <= s <= hi for (lo, hi), s in zip(ranges, shape, strict=False)
+            ):
                 return None
             return f"input {name} takes shapes in {ranges}, not {shape}"
         if arr.WhichOneof("ShapeFlexibility") == "enumeratedShapes":
             options = [list(s.shape) for s in arr.enumeratedShapes.shapes]
             return None if shape in options else f"input {name} takes {options}, not {shape}"
-        return None if list(arr.shape) == list(shape) else \
-            f"input {name} has shape {list(arr.shape)}, not {shape}"
+        return (
+            None
+            if list(arr.shape) == list(shape)
+            else f"input {name} has shape {list(arr.shape)}, not {shape}"
+        )
 
     def accepts(self, shapes: dict[str, list[int]]) -> bool:
         return all(self._fits(n, list(s)) is None for n, s in shapes.items())
 
     # -- macOS: numbers --------------------------------------------------------------
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         if not self.numeric:
             raise RuntimeError("CoreML models can only be run on macOS; use check_spec()")
         data: dict[str, Any] = {}
@@ -96,7 +114,7 @@ class CoreMLRunner:
         names = self.output_names or [o.name for o in self.spec.description.output]
         return [np.asarray(out[n]) for n in names]
 
-    def _to_image(self, arr: np.ndarray) -> Any:
+    def _to_image(self, arr: NDArray[Any]) -> Any:
         """The picture whose pixels, scaled and biased, give back ``arr`` (rounded to 8 bits)."""
         from PIL import Image
 
@@ -112,8 +130,9 @@ class CoreMLRunner:
         return Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), mode="RGB")
 
     # -- elsewhere: the spec ---------------------------------------------------------
-    def check_spec(self, sets: list[dict[str, np.ndarray]],
-                   refs: list[dict[str, np.ndarray]]) -> list[str]:
+    def check_spec(
+        self, sets: list[dict[str, NDArray[Any]]], refs: list[dict[str, NDArray[Any]]]
+    ) -> list[str]:
         """Problems found comparing the model's spec with the verification inputs and the
         source model's outputs; empty when it matches."""
         from modelbuild.formats.coreml.layout import QUANT_OPS
@@ -137,13 +156,15 @@ class CoreMLRunner:
                 problems.append(f"input {name} is an image; the recipe gives it no `image`")
         fitting = [s for s in sets if self.accepts({k: list(v.shape) for k, v in s.items()})]
         if sets and not fitting:
-            problems.append("no verification input set fits the model's input shapes: "
-                            + "; ".join(filter(None, (self._fits(k, list(v.shape))
-                                                      for k, v in sets[0].items()))))
+            problems.append(
+                "no verification input set fits the model's input shapes: "
+                + "; ".join(
+                    filter(None, (self._fits(k, list(v.shape)) for k, v in sets[0].items()))
+                )
+            )
         outs = list(spec.description.output)
         if refs and len(outs) != len(refs[0]):
-            problems.append(f"the model has {len(outs)} outputs, the source model "
-                            f"{len(refs[0])}")
+            problems.append(f"the model has {len(outs)} outputs, the source model {len(refs[0])}")
         want_out = self.output_names or (list(refs[0]) if refs else [])
         if want_out and [o.name for o in outs] != list(want_out):
             problems.append(f"outputs are {[o.name for o in outs]}, expected {list(want_out)}")
@@ -153,15 +174,23 @@ class CoreMLRunner:
             arr = o.type.multiArrayType
             got_out = _ARRAY_TYPES.get(arr.dataType)
             if got_out is not None and got_out != "float32":
-                problems.append(f"output {o.name} is {got_out}, expected float32 (fp16 programs "
-                                "keep float32 outputs)")
+                problems.append(
+                    f"output {o.name} is {got_out}, expected float32 (fp16 programs "
+                    "keep float32 outputs)"
+                )
             ref = refs[0].get(o.name) if refs else None
-            if ref is not None and list(arr.shape) and sets and self.accepts(
-                    {k: list(v.shape) for k, v in sets[0].items()}) and \
-                    arr.WhichOneof("ShapeFlexibility") is None and \
-                    list(arr.shape) != list(ref.shape):
-                problems.append(f"output {o.name} has shape {list(arr.shape)}, the source "
-                                f"model's is {list(ref.shape)}")
+            if (
+                ref is not None
+                and list(arr.shape)
+                and sets
+                and self.accepts({k: list(v.shape) for k, v in sets[0].items()})
+                and arr.WhichOneof("ShapeFlexibility") is None
+                and list(arr.shape) != list(ref.shape)
+            ):
+                problems.append(
+                    f"output {o.name} has shape {list(arr.shape)}, the source "
+                    f"model's is {list(ref.shape)}"
+                )
         problems.extend(self._check_precision(QUANT_OPS))
         return problems
 
@@ -183,16 +212,23 @@ class CoreMLRunner:
         if precision == "fp32" and weights[10]:
             return [f"fp32 was asked for, but {weights[10]} weight tensors are float16"]
         if precision == "fp16" and (weights[11] or not weights[10]):
-            return [f"fp16 was asked for, but {weights[11]} weight tensors are float32 and "
-                    f"{weights[10]} float16"]
+            return [
+                f"fp16 was asked for, but {weights[11]} weight tensors are float32 and "
+                f"{weights[10]} float16"
+            ]
         if precision == "int8" and not quantized:
             return ["int8 was asked for, but no weight is quantized"]
         return []
 
 
 # ArrayFeatureType.ArrayDataType values → numpy names.
-_ARRAY_TYPES = {65568: "float32", 65600: "float64", 131104: "int32", 131080: "int8",
-                65552: "float16"}
+_ARRAY_TYPES = {
+    65568: "float32",
+    65600: "float64",
+    131104: "int32",
+    131080: "int8",
+    65552: "float16",
+}
 
 
 def _upper(size_range: Any) -> float:
@@ -200,6 +236,7 @@ def _upper(size_range: Any) -> float:
     return float("inf") if size_range.upperBound < 0 else size_range.upperBound
 
 
-def load(path: Path, options: dict[str, Any], input_names: list[str],
-         output_names: list[str]) -> CoreMLRunner:
+def load(
+    path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+) -> CoreMLRunner:
     return CoreMLRunner(path, options, input_names, output_names)

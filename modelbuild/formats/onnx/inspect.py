@@ -14,7 +14,7 @@ def _onnx_dtype(elem_type: int) -> str:
     try:  # numpy's names (float32), as the recipe writes them
         return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
     except Exception:  # bfloat16, float8 and friends have no plain numpy type
-        return onnx.TensorProto.DataType.Name(elem_type).lower()
+        return str(onnx.TensorProto.DataType.Name(elem_type)).lower()
 
 
 def inspect(path: Path) -> ArtifactInfo:
@@ -28,14 +28,24 @@ def inspect(path: Path) -> ArtifactInfo:
 
     def value_info(v: Any) -> Tensor:
         tt = v.type.tensor_type
-        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
-                 for d in tt.shape.dim] if tt.HasField("shape") else None
+        shape = (
+            [
+                d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
+                for d in tt.shape.dim
+            ]
+            if tt.HasField("shape")
+            else None
+        )
         return Tensor(v.name, shape, _onnx_dtype(tt.elem_type))
 
     inits = {i.name for i in model.graph.initializer}
-    info = ArtifactInfo(str(path), "onnx", 0,
-                        inputs=[value_info(v) for v in model.graph.input if v.name not in inits],
-                        outputs=[value_info(v) for v in model.graph.output])
+    info = ArtifactInfo(
+        str(path),
+        "onnx",
+        0,
+        inputs=[value_info(v) for v in model.graph.input if v.name not in inits],
+        outputs=[value_info(v) for v in model.graph.output],
+    )
     info.opset = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
     kinds: list[str] = []
     params = 0
@@ -54,8 +64,11 @@ def inspect(path: Path) -> ArtifactInfo:
                 if kv.key == "location":
                     external.add(kv.value)
         for node in graph.node:
-            kinds.append(f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx")
-                         else node.op_type)
+            kinds.append(
+                f"{node.domain}::{node.op_type}"
+                if node.domain not in ("", "ai.onnx")
+                else node.op_type
+            )
             for attr in node.attribute:
                 if node.op_type == "Constant" and attr.HasField("t"):
                     params += weights(attr.t)
@@ -68,12 +81,16 @@ def inspect(path: Path) -> ArtifactInfo:
     info.ops = histogram(kinds)
     info.parameters = params
     info.metadata = {p.key: text(p.value) for p in model.metadata_props}
-    info.details = {"ir_version": model.ir_version, "producer": f"{model.producer_name} "
-                    f"{model.producer_version}".strip(), "graph": model.graph.name}
+    info.details = {
+        "ir_version": model.ir_version,
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "graph": model.graph.name,
+    }
     if model.doc_string:
         info.details["doc"] = text(model.doc_string)
     info.size = path.stat().st_size + sum(
-        (path.parent / e).stat().st_size for e in external if (path.parent / e).is_file())
+        (path.parent / e).stat().st_size for e in external if (path.parent / e).is_file()
+    )
     if external:
         info.details["external_data"] = sorted(external)
     return info

@@ -33,8 +33,9 @@ class OnnxFp16(Step):
         # keeps its `to=FLOAT`, which onnxruntime then refuses to load (int→float casts,
         # as in attention masks, hit this).
         block = list(float16.DEFAULT_OP_BLOCK_LIST) + ["Cast"]
-        m16 = float16.convert_float_to_float16(m, keep_io_types=p.keep_io_types,
-                                               op_block_list=block)
+        m16 = float16.convert_float_to_float16(
+            m, keep_io_types=p.keep_io_types, op_block_list=block
+        )
         onnx.save(m16, str(ctx.output))
         return {"keep_io_types": p.keep_io_types}
 

@@ -45,9 +45,11 @@ class OnnxFromFile(Step):
         want = [s["name"] for s in p.inputs]
         missing = [n for n in want if n not in graph_inputs]
         if missing:
-            raise SourceError(f"the ONNX model has no input(s) {', '.join(missing)} "
-                              f"(it has {', '.join(graph_inputs)})",
-                              hint="make `inputs` use the model's input names")
+            raise SourceError(
+                f"the ONNX model has no input(s) {', '.join(missing)} "
+                f"(it has {', '.join(graph_inputs)})",
+                hint="make `inputs` use the model's input names",
+            )
         onnx.save(m, str(ctx.output))
         return {"opset": p.opset}
 

@@ -42,7 +42,12 @@ class OnnxFromTorch(Step):
         import torch
 
         from modelbuild.errors import SourceError, StepError
-        from modelbuild.source.pytorch import check_forward, example_arrays, load_torch_model, to_tensors
+        from modelbuild.source.pytorch import (
+            check_forward,
+            example_arrays,
+            load_torch_model,
+            to_tensors,
+        )
 
         p = self.params(ctx)
         model = load_torch_model(ctx.params, ctx.inputs, ctx.recipe_dir)
@@ -52,28 +57,40 @@ class OnnxFromTorch(Step):
         arrays = example_arrays(p.inputs)
         check_forward(model, arrays, names)
         args = to_tensors(arrays, names)
-        dynamic_axes = {s["name"]: {int(k): v for k, v in (s.get("dynamic") or {}).items()}
-                        for s in p.inputs if s.get("dynamic")}
+        dynamic_axes = {
+            s["name"]: {int(k): v for k, v in (s.get("dynamic") or {}).items()}
+            for s in p.inputs
+            if s.get("dynamic")
+        }
         tmp = ctx.workdir / "export.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 with torch.no_grad():
-                    torch.onnx.export(model, args, str(tmp), dynamo=False,
-                                      opset_version=p.opset, input_names=names,
-                                      output_names=p.outputs or None,
-                                      dynamic_axes=dynamic_axes or None,
-                                      do_constant_folding=p.constant_folding)
+                    torch.onnx.export(
+                        model,
+                        args,
+                        str(tmp),
+                        dynamo=False,
+                        opset_version=p.opset,
+                        input_names=names,
+                        output_names=p.outputs or None,
+                        dynamic_axes=dynamic_axes or None,
+                        do_constant_folding=p.constant_folding,
+                    )
             except RuntimeError as exc:
                 raise _explain_export_error(exc, p.opset, model, args) from exc
             except TypeError as exc:
-                raise SourceError(f"the model rejected the declared inputs: {exc}",
-                                  hint="check `inputs` (names, shapes, dtypes) against the "
-                                  "model's forward()") from exc
+                raise SourceError(
+                    f"the model rejected the declared inputs: {exc}",
+                    hint="check `inputs` (names, shapes, dtypes) against the model's forward()",
+                ) from exc
         m = onnx.load(str(tmp))
-        meta = {"modelbuild.recipe": p.recipe_name,
-                "modelbuild.inputs": json.dumps(p.inputs, sort_keys=True),
-                "modelbuild.outputs": json.dumps(p.outputs)}
+        meta = {
+            "modelbuild.recipe": p.recipe_name,
+            "modelbuild.inputs": json.dumps(p.inputs, sort_keys=True),
+            "modelbuild.outputs": json.dumps(p.outputs),
+        }
         for k, v in meta.items():
             prop = m.metadata_props.add()
             prop.key, prop.value = k, v
@@ -95,15 +112,22 @@ def _sync_bn_to_bn(model: Any, notices: list[str]) -> Any:
     def convert(module: Any) -> Any:
         out = module
         if isinstance(module, torch.nn.SyncBatchNorm):
-            out = torch.nn.BatchNorm2d(module.num_features, module.eps, module.momentum,
-                                       module.affine, module.track_running_stats)
+            out = torch.nn.BatchNorm2d(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+            )
             out.load_state_dict(module.state_dict())
         for name, child in module.named_children():
             out.add_module(name, convert(child))
         return out
 
-    notices.append("SyncBatchNorm has no ONNX export; converted it to BatchNorm2d (the same "
-                   "computation at inference)")
+    notices.append(
+        "SyncBatchNorm has no ONNX export; converted it to BatchNorm2d (the same "
+        "computation at inference)"
+    )
     return convert(model).eval()
 
 
@@ -126,8 +150,9 @@ def _module_of(model: Any, args: tuple[Any, ...], op: str) -> str | None:
     return None
 
 
-def _explain_export_error(exc: Exception, opset: int, model: Any = None,
-                          args: tuple[Any, ...] = ()) -> Exception:
+def _explain_export_error(
+    exc: Exception, opset: int, model: Any = None, args: tuple[Any, ...] = ()
+) -> Exception:
     from modelbuild.errors import SourceError, StepError
 
     text = str(exc)
@@ -142,13 +167,17 @@ def _explain_export_error(exc: Exception, opset: int, model: Any = None,
             op = f"{op} (called in module {where})"
         added = re.search(r"added in (?:opset )?version (\d+)", text)
         if added:
-            return SourceError(f"{op} needs ONNX opset {added.group(1)}, the recipe asks for "
-                               f"opset {opset}: {first}", hint=f"set `opset: {added.group(1)}` "
-                               "or higher")
-        return SourceError(f"the ONNX exporter does not support {op} at opset {opset}: {first}",
-                           hint="replace that operator in the model (or register a custom "
-                           "symbolic with torch.onnx.register_custom_op_symbolic); other "
-                           "formats that do not go through ONNX (torchscript) still work")
+            return SourceError(
+                f"{op} needs ONNX opset {added.group(1)}, the recipe asks for "
+                f"opset {opset}: {first}",
+                hint=f"set `opset: {added.group(1)}` or higher",
+            )
+        return SourceError(
+            f"the ONNX exporter does not support {op} at opset {opset}: {first}",
+            hint="replace that operator in the model (or register a custom "
+            "symbolic with torch.onnx.register_custom_op_symbolic); other "
+            "formats that do not go through ONNX (torchscript) still work",
+        )
     return StepError(f"torch.onnx.export failed: {first}")
 
 

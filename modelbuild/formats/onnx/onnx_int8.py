@@ -8,7 +8,7 @@ build output (random data calibrates poorly: ship real samples).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from modelbuild.params import field
 from modelbuild.step import Step, StepContext, calibration_notice
@@ -22,7 +22,7 @@ class Params:
     format: Literal["qdq", "qoperator"] = field("qdq", description="static format")
     per_channel: bool = field(False, description="per-channel weights")
     weight_type: Literal["uint8", "int8"] = field("uint8", description="weight type")
-    calibration: Optional[dict[str, Any]] = field(None, description="calibration settings")
+    calibration: dict[str, Any] | None = field(None, description="calibration settings")
     inputs: list[dict[str, Any]] = field([], description="input specs (static mode)")
     seed: int = field(1, description="seed for generated calibration samples")
 
@@ -52,8 +52,9 @@ class OnnxInt8(Step):
         wtype = QuantType.QUInt8 if p.weight_type == "uint8" else QuantType.QInt8
         meta: dict[str, Any] = {"mode": p.mode}
         if p.mode == "dynamic":
-            quantize_dynamic(str(prep), str(ctx.output), weight_type=wtype,
-                             per_channel=p.per_channel)
+            quantize_dynamic(
+                str(prep), str(ctx.output), weight_type=wtype, per_channel=p.per_channel
+            )
             return meta
         from onnxruntime.quantization import CalibrationMethod, QuantFormat
 
@@ -61,15 +62,21 @@ class OnnxInt8(Step):
         meta["calibration"] = source
         if "calibration" not in ctx.inputs:
             meta["notices"] = [calibration_notice(source, "quantize.calibration.data")]
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[(p.calibration or {}).get("method",
-                                                                                     "minmax")]
-        quantize_static(str(prep), str(ctx.output), reader,
-                        quant_format=QuantFormat.QDQ if p.format == "qdq" else QuantFormat.QOperator,
-                        per_channel=p.per_channel, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8 if p.format == "qoperator"
-                        else QuantType.QInt8,
-                        calibrate_method=method)
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[(p.calibration or {}).get("method", "minmax")]
+        quantize_static(
+            str(prep),
+            str(ctx.output),
+            reader,
+            quant_format=QuantFormat.QDQ if p.format == "qdq" else QuantFormat.QOperator,
+            per_channel=p.per_channel,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8 if p.format == "qoperator" else QuantType.QInt8,
+            calibrate_method=method,
+        )
         return meta
 
 
@@ -82,7 +89,7 @@ def _reader(ctx: StepContext, p: Params) -> tuple[Any, str]:
         data = load_npz(ctx.inputs["calibration"])
         full = from_data(p.inputs, data)[0]
         n = min(len(a) for a in full.values())
-        samples = [{k: v[i:i + 1] for k, v in full.items()} for i in range(n)]
+        samples = [{k: v[i : i + 1] for k, v in full.items()} for i in range(n)]
         source = f"{n} samples from {ctx.inputs['calibration'].name}"
     else:
         count = int((p.calibration or {}).get("samples", 16))

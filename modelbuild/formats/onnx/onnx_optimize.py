@@ -27,9 +27,11 @@ class OnnxOptimize(Step):
         import onnxruntime as ort
 
         p = self.params(ctx)
-        levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        levels = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
         so = ort.SessionOptions()
         so.graph_optimization_level = levels[p.level]
         so.optimized_model_filepath = str(ctx.output)

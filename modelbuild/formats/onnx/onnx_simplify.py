@@ -23,8 +23,10 @@ class OnnxSimplify(Step):
         before = len(m.graph.node)
         simplified, ok = onnxsim.simplify(m)
         if not ok:
-            raise StepError("onnxsim could not validate the simplified model",
-                            hint="set `simplify: false` on the target")
+            raise StepError(
+                "onnxsim could not validate the simplified model",
+                hint="set `simplify: false` on the target",
+            )
         onnx.save(simplified, str(ctx.output))
         return {"nodes_before": before, "nodes_after": len(simplified.graph.node)}
 

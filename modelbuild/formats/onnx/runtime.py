@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 class OrtRunner:
@@ -26,14 +27,15 @@ class OrtRunner:
             decl = self.inputs[name].shape
             if len(decl) != len(shape):
                 return False
-            if any(isinstance(d, int) and d != s for d, s in zip(decl, shape)):
+            if any(isinstance(d, int) and d != s for d, s in zip(decl, shape, strict=False)):
                 return False
         return True
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         return list(self.session.run(None, {n: feeds[n] for n in self.input_names}))
 
 
-def load(path: Path, options: dict[str, Any], input_names: list[str],
-         output_names: list[str]) -> OrtRunner:
+def load(
+    path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+) -> OrtRunner:
     return OrtRunner(path, options, input_names)

@@ -1,16 +1,16 @@
 """ONNX targets: fp32, fp16 and int8 (dynamic or static) via onnxruntime.
 
-    export ─ simplify ─ optimize ─┬─ fp16
-                                  └─ int8 (dynamic | static, calibration)
+export ─ simplify ─ optimize ─┬─ fp16
+                              └─ int8 (dynamic | static, calibration)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
-from modelbuild.params import field, to_mapping
 from modelbuild.formats.base import TargetBase, check_precision, check_quantize
+from modelbuild.params import field, to_mapping
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -19,25 +19,32 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 class Calibration:
     """Calibration data for static int8 quantization."""
 
-    data: Optional[str] = field(None, description=".npz of samples keyed by input name; without "
-                                "it, samples are drawn from the inputs' declared ranges (warned)")
-    samples: int = field(16, description="samples to draw when `data` is not given",
-                         minimum=1, maximum=1024)
-    method: Literal["minmax", "entropy", "percentile"] = field("minmax",
-                                                               description="calibration method")
+    data: str | None = field(
+        None,
+        description=".npz of samples keyed by input name; without "
+        "it, samples are drawn from the inputs' declared ranges (warned)",
+    )
+    samples: int = field(
+        16, description="samples to draw when `data` is not given", minimum=1, maximum=1024
+    )
+    method: Literal["minmax", "entropy", "percentile"] = field(
+        "minmax", description="calibration method"
+    )
 
 
 @dataclass(frozen=True)
 class Quantize:
     """int8 quantization with onnxruntime.quantization."""
 
-    mode: Literal["dynamic", "static"] = field("dynamic", description="dynamic: weights only, "
-                                               "activations at run time; static: calibrated")
+    mode: Literal["dynamic", "static"] = field(
+        "dynamic", description="dynamic: weights only, activations at run time; static: calibrated"
+    )
     format: Literal["qdq", "qoperator"] = field("qdq", description="static quantization format")
     per_channel: bool = field(False, description="per-channel weight scales")
-    weight_type: Literal["uint8", "int8"] = field("uint8", description="weight type (dynamic "
-                                                  "Conv needs uint8 on onnxruntime's CPU)")
-    calibration: Optional[Calibration] = field(None, description="static mode: calibration data")
+    weight_type: Literal["uint8", "int8"] = field(
+        "uint8", description="weight type (dynamic Conv needs uint8 on onnxruntime's CPU)"
+    )
+    calibration: Calibration | None = field(None, description="static mode: calibration data")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,13 +53,15 @@ class Target(TargetBase):
 
     format: Literal["onnx"] = field(description="onnx")
     precision: Literal["fp32", "fp16", "bf16", "int8"] = field(
-        "fp32", description="fp32, fp16 or int8 (bf16 is refused: nothing here converts to it "
-        "or runs it)")
+        "fp32",
+        description="fp32, fp16 or int8 (bf16 is refused: nothing here converts to it or runs it)",
+    )
     simplify: bool = field(True, description="run onnxsim on the exported graph")
     optimize: Literal["none", "basic", "extended", "all"] = field(
-        "none", description="onnxruntime offline graph optimization level")
+        "none", description="onnxruntime offline graph optimization level"
+    )
     keep_io_types: bool = field(True, description="fp16: keep float32 inputs and outputs")
-    quantize: Optional[Quantize] = field(None, description="int8 settings")
+    quantize: Quantize | None = field(None, description="int8 settings")
 
 
 def check(recipe: Any, name: str, t: Target) -> None:
@@ -80,12 +89,14 @@ def plan(pl: Any, name: str, t: Target) -> Any:
         # and neither onnxconverter-common nor onnxruntime.transformers converts to bf16.
         from modelbuild.errors import PlanError
 
-        raise PlanError("a bf16 ONNX model can be neither made nor verified here: no installed "
-                        "converter writes bf16 graphs, and onnxruntime's CPU provider has no "
-                        "bf16 kernels for arithmetic (Add, MatMul, Conv, ...)",
-                        key_path=f"targets.{name}.precision",
-                        hint="use precision: fp16 for a half-precision ONNX model, or a "
-                        "tensorrt target with precision: bf16 (Ampere or newer GPUs)")
+        raise PlanError(
+            "a bf16 ONNX model can be neither made nor verified here: no installed "
+            "converter writes bf16 graphs, and onnxruntime's CPU provider has no "
+            "bf16 kernels for arithmetic (Add, MatMul, Conv, ...)",
+            key_path=f"targets.{name}.precision",
+            hint="use precision: fp16 for a half-precision ONNX model, or a "
+            "tensorrt target with precision: bf16 (Ampere or newer GPUs)",
+        )
     elif t.precision == "int8":
         q = t.quantize or Quantize()
         params = to_mapping(q)
@@ -93,8 +104,9 @@ def plan(pl: Any, name: str, t: Target) -> Any:
         if q.mode == "static":
             cal = q.calibration or Calibration()
             if cal.data:
-                inputs["calibration"] = pl.file(cal.data, ("targets", name, "quantize",
-                                                           "calibration", "data"))
+                inputs["calibration"] = pl.file(
+                    cal.data, ("targets", name, "quantize", "calibration", "data")
+                )
             params["inputs"] = pl.input_specs()
             params["seed"] = pl.recipe.verify.seed + 1
         ref = pl.add("onnx_int8", params, inputs, name)

@@ -10,7 +10,7 @@ from modelbuild.formats.inspect import ArtifactInfo, Tensor, fail, histogram, ne
 
 def _ov_value(v: Any) -> Any:
     if hasattr(v, "keys"):
-        return {k: _ov_value(v[k]) for k in v.keys()}
+        return {k: _ov_value(v[k]) for k in v}
     try:
         return v.astype(str)
     except Exception:
@@ -42,16 +42,23 @@ def inspect(path: Path) -> ArtifactInfo:
 
     def port(p: Any) -> Tensor:
         names = sorted(p.get_names())
-        shape = [None if d.is_dynamic else d.get_length() for d in p.get_partial_shape()] \
-            if p.get_partial_shape().rank.is_static else None
-        return Tensor(p.get_any_name() if names else "", shape,
-                      p.get_element_type().get_type_name())
+        shape = (
+            [None if d.is_dynamic else d.get_length() for d in p.get_partial_shape()]
+            if p.get_partial_shape().rank.is_static
+            else None
+        )
+        return Tensor(
+            p.get_any_name() if names else "", shape, p.get_element_type().get_type_name()
+        )
 
     bin_file = xml.with_suffix(".bin")
-    info = ArtifactInfo(str(xml), "openvino", xml.stat().st_size
-                        + (bin_file.stat().st_size if bin_file.exists() else 0),
-                        inputs=[port(p) for p in model.inputs],
-                        outputs=[port(p) for p in model.outputs])
+    info = ArtifactInfo(
+        str(xml),
+        "openvino",
+        xml.stat().st_size + (bin_file.stat().st_size if bin_file.exists() else 0),
+        inputs=[port(p) for p in model.inputs],
+        outputs=[port(p) for p in model.outputs],
+    )
     kinds, opsets, params = [], [], 0
     for op in model.get_ordered_ops():
         kinds.append(op.get_type_name())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from modelbuild.params import field
 from modelbuild.step import Step, StepContext, calibration_notice, dist_version
@@ -22,9 +22,9 @@ class Params:
     """Conversion settings (see formats.openvino.Target)."""
 
     precision: Literal["fp32", "fp16", "int8"] = field("fp32", description="precision")
-    calibration: Optional[dict[str, Any]] = field(None, description="int8: {data, samples}")
+    calibration: dict[str, Any] | None = field(None, description="int8: {data, samples}")
     preset: Literal["performance", "mixed"] = field("performance", description="int8: NNCF preset")
-    model_type: Optional[Literal["transformer"]] = field(None, description="int8: NNCF model type")
+    model_type: Literal["transformer"] | None = field(None, description="int8: NNCF model type")
     inputs: list[dict[str, Any]] = field([], description="input specs (int8 calibration)")
     seed: int = field(1, description="seed for generated calibration samples")
 
@@ -59,9 +59,10 @@ class OpenVinoFromOnnx(Step):
         try:
             model = ov.convert_model(str(src))
         except Exception as exc:
-            raise StepError(f"OpenVINO could not convert the ONNX model: {exc}",
-                            hint="an op OpenVINO lacks? try `simplify: true`, or another opset"
-                            ) from exc
+            raise StepError(
+                f"OpenVINO could not convert the ONNX model: {exc}",
+                hint="an op OpenVINO lacks? try `simplify: true`, or another opset",
+            ) from exc
         meta: dict[str, Any] = {"precision": p.precision}
         if p.precision == "int8":
             model, meta["calibration"] = _quantize(ctx, p, model)
@@ -69,8 +70,7 @@ class OpenVinoFromOnnx(Step):
                 meta["notices"] = [calibration_notice(meta["calibration"], "calibration.data")]
         ctx.output.mkdir()
         # compress_to_fp16 defaults to True in save_model: fp32 and int8 must say False.
-        ov.save_model(model, str(ctx.output / "model.xml"),
-                      compress_to_fp16=p.precision == "fp16")
+        ov.save_model(model, str(ctx.output / "model.xml"), compress_to_fp16=p.precision == "fp16")
         meta["inputs"] = {i.get_any_name(): str(i.get_partial_shape()) for i in model.inputs}
         return meta
 
@@ -94,14 +94,21 @@ def _quantize(ctx: StepContext, p: Params, model: Any) -> tuple[Any, str]:
     samples, source = _calibration_samples(ctx, p)
     try:
         q = nncf.quantize(
-            model, nncf.Dataset(samples), subset_size=len(samples),
-            preset=(nncf.QuantizationPreset.MIXED if p.preset == "mixed"
-                    else nncf.QuantizationPreset.PERFORMANCE),
-            model_type=nncf.ModelType.TRANSFORMER if p.model_type == "transformer" else None)
+            model,
+            nncf.Dataset(samples),
+            subset_size=len(samples),
+            preset=(
+                nncf.QuantizationPreset.MIXED
+                if p.preset == "mixed"
+                else nncf.QuantizationPreset.PERFORMANCE
+            ),
+            model_type=nncf.ModelType.TRANSFORMER if p.model_type == "transformer" else None,
+        )
     except Exception as exc:
-        raise StepError(f"NNCF could not quantize the model: {exc}",
-                        hint="see the step log; model_type: transformer helps attention models"
-                        ) from exc
+        raise StepError(
+            f"NNCF could not quantize the model: {exc}",
+            hint="see the step log; model_type: transformer helps attention models",
+        ) from exc
     return q, source
 
 
@@ -121,8 +128,10 @@ def _calibration_samples(ctx: StepContext, p: Params) -> tuple[list[dict[str, An
         if step == 0:  # scalar inputs: the file holds one sample
             return [full], f"1 sample from {name}"
         rows = min(len(a) for a in full.values())
-        samples = [{k: v[i * step:(i + 1) * step] for k, v in full.items()}
-                   for i in range(min(rows // step, count))]
+        samples = [
+            {k: v[i * step : (i + 1) * step] for k, v in full.items()}
+            for i in range(min(rows // step, count))
+        ]
         if not samples:
             raise StepError(f"{name} has {rows} rows, fewer than the declared batch ({step})")
         return samples, f"{len(samples)} samples from {name}"

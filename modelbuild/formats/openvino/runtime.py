@@ -8,21 +8,27 @@ default f32, since the CPU plugin otherwise picks bf16 where the CPU has it),
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelbuild.formats.openvino.telemetry import no_telemetry
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+
 class OpenVinoRunner:
-    def __init__(self, path: Path, options: dict[str, Any], input_names: list[str],
-                 output_names: list[str]) -> None:
+    def __init__(
+        self, path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+    ) -> None:
         with no_telemetry():
             import openvino as ov
 
         xml = path / "model.xml" if path.is_dir() else path
         config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": options.get("inference_precision", "f32")}
+            "INFERENCE_PRECISION_HINT": options.get("inference_precision", "f32")
+        }
         if options.get("threads"):
             config["INFERENCE_NUM_THREADS"] = int(options["threads"])
         self.compiled = ov.Core().compile_model(str(xml), options.get("device", "CPU"), config)
@@ -37,17 +43,21 @@ class OpenVinoRunner:
             self.outputs = list(self.compiled.outputs)
 
     def accepts(self, shapes: dict[str, list[int]]) -> bool:
-        return all(name in self.shapes and self.shapes[name].compatible(self._shape(shape))
-                   for name, shape in shapes.items())
+        return all(
+            name in self.shapes and self.shapes[name].compatible(self._shape(shape))
+            for name, shape in shapes.items()
+        )
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         # share_inputs=False: with sharing on, a later request overwrote the caller's
         # numpy input (TOOLCHAIN.md); share_outputs=False: results outlive the next call.
-        res = self.request.infer({n: feeds[n] for n in self.input_names},
-                                 share_inputs=False, share_outputs=False)
+        res = self.request.infer(
+            {n: feeds[n] for n in self.input_names}, share_inputs=False, share_outputs=False
+        )
         return [np.asarray(res[o]) for o in self.outputs]
 
 
-def load(path: Path, options: dict[str, Any], input_names: list[str],
-         output_names: list[str]) -> OpenVinoRunner:
+def load(
+    path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+) -> OpenVinoRunner:
     return OpenVinoRunner(path, options, input_names, output_names)

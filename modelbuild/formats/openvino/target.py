@@ -9,11 +9,11 @@ The ONNX export is the same action the ONNX targets use (one export for both).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
-from modelbuild.params import field, to_mapping
 from modelbuild.formats.base import TargetBase, check_precision, require
 from modelbuild.formats.onnx.target import onnx_chain
+from modelbuild.params import field, to_mapping
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -22,11 +22,18 @@ PRECISIONS = ("fp32", "fp16", "int8")
 class Calibration:
     """Calibration data for NNCF post-training int8 quantization."""
 
-    data: Optional[str] = field(None, description=".npz of samples keyed by input name; without "
-                                "it, samples are drawn from the inputs' declared ranges (warned)")
-    samples: int = field(300, description="calibration samples NNCF uses (its subset_size): at "
-                         "most this many rows of `data`, or this many drawn samples without it",
-                         minimum=1, maximum=10000)
+    data: str | None = field(
+        None,
+        description=".npz of samples keyed by input name; without "
+        "it, samples are drawn from the inputs' declared ranges (warned)",
+    )
+    samples: int = field(
+        300,
+        description="calibration samples NNCF uses (its subset_size): at "
+        "most this many rows of `data`, or this many drawn samples without it",
+        minimum=1,
+        maximum=10000,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,17 +42,26 @@ class Target(TargetBase):
 
     format: Literal["openvino"] = field(description="openvino")
     precision: Literal["fp32", "fp16", "int8"] = field(
-        "fp32", description="fp32; fp16 (weights compressed to fp16); int8 (NNCF post-training "
-        "quantization)")
-    simplify: bool = field(True, description="run onnxsim on the exported ONNX first (shared "
-                           "with onnx targets that also simplify)")
-    calibration: Optional[Calibration] = field(None, description="int8: calibration data")
-    preset: Optional[Literal["performance", "mixed"]] = field(
-        None, description="int8: NNCF preset; performance (symmetric, the default) or mixed "
-        "(asymmetric activations, for activations that are not centred on zero)")
-    model_type: Optional[Literal["transformer"]] = field(
-        None, description="int8: transformer tells NNCF to keep attention-sensitive ops in "
-        "floating point")
+        "fp32",
+        description="fp32; fp16 (weights compressed to fp16); int8 (NNCF post-training "
+        "quantization)",
+    )
+    simplify: bool = field(
+        True,
+        description="run onnxsim on the exported ONNX first (shared "
+        "with onnx targets that also simplify)",
+    )
+    calibration: Calibration | None = field(None, description="int8: calibration data")
+    preset: Literal["performance", "mixed"] | None = field(
+        None,
+        description="int8: NNCF preset; performance (symmetric, the default) or mixed "
+        "(asymmetric activations, for activations that are not centred on zero)",
+    )
+    model_type: Literal["transformer"] | None = field(
+        None,
+        description="int8: transformer tells NNCF to keep attention-sensitive ops in "
+        "floating point",
+    )
 
 
 def check(recipe: Any, name: str, t: Target) -> None:
@@ -53,8 +69,11 @@ def check(recipe: Any, name: str, t: Target) -> None:
     if t.precision != "int8":
         for key in ("calibration", "preset", "model_type"):
             if getattr(t, key) is not None:
-                raise recipe.error(("targets", name, key), f"`{key}` applies to int8 targets only",
-                                   hint=f"set precision: int8, or remove `{key}`")
+                raise recipe.error(
+                    ("targets", name, key),
+                    f"`{key}` applies to int8 targets only",
+                    hint=f"set precision: int8, or remove `{key}`",
+                )
 
 
 def plan(pl: Any, name: str, t: Target) -> Any:
@@ -68,9 +87,13 @@ def plan(pl: Any, name: str, t: Target) -> Any:
         cal = t.calibration or Calibration()
         if cal.data:
             inputs["calibration"] = pl.file(cal.data, ("targets", name, "calibration", "data"))
-        params.update(calibration=to_mapping(cal), preset=t.preset or "performance",
-                      model_type=t.model_type, inputs=pl.input_specs(),
-                      seed=pl.recipe.verify.seed + 1)
+        params.update(
+            calibration=to_mapping(cal),
+            preset=t.preset or "performance",
+            model_type=t.model_type,
+            inputs=pl.input_specs(),
+            seed=pl.recipe.verify.seed + 1,
+        )
     return pl.add("openvino_from_onnx", params, inputs, name)
 
 

@@ -5,21 +5,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelbuild.formats.inspect import ArtifactInfo, Tensor, fail, histogram, need, numel, quiet_stderr, tree_size
-
+from modelbuild.formats.inspect import (
+    ArtifactInfo,
+    Tensor,
+    fail,
+    histogram,
+    need,
+    numel,
+    quiet_stderr,
+    tree_size,
+)
 
 _TF_DTYPES = {"float": "float32", "double": "float64", "half": "float16"}
 # Plumbing every TF2 function has; the histogram shows the model's own operators.
-_TF_PLUMBING = {"NoOp", "Identity", "IdentityN", "Const", "Placeholder", "ReadVariableOp",
-                "StatefulPartitionedCall", "PartitionedCall"}
+_TF_PLUMBING = {
+    "NoOp",
+    "Identity",
+    "IdentityN",
+    "Const",
+    "Placeholder",
+    "ReadVariableOp",
+    "StatefulPartitionedCall",
+    "PartitionedCall",
+}
 
 
 def _served_ops(mg: Any, sig: Any) -> list[str]:
     """Operators of the functions the serving signature calls (not save/restore)."""
     funcs = {f.signature.name: f for f in mg.graph_def.library.function}
     nodes = {n.name: n for n in mg.graph_def.node}
-    todo = [nodes[t.name.split(":")[0]] for t in (sig.outputs.values() if sig else [])
-            if t.name.split(":")[0] in nodes]
+    todo = [
+        nodes[t.name.split(":")[0]]
+        for t in (sig.outputs.values() if sig else [])
+        if t.name.split(":")[0] in nodes
+    ]
     kinds: list[str] = []
     seen: set[str] = set()
     while todo:
@@ -47,8 +66,11 @@ def inspect(path: Path) -> ArtifactInfo:
     mg = sm.meta_graphs[0]
 
     def tinfo(name: str, t: Any) -> Tensor:
-        shape = None if t.tensor_shape.unknown_rank else \
-            [None if d.size < 0 else d.size for d in t.tensor_shape.dim]
+        shape = (
+            None
+            if t.tensor_shape.unknown_rank
+            else [None if d.size < 0 else d.size for d in t.tensor_shape.dim]
+        )
         dtype = types_pb2.DataType.Name(t.dtype).replace("DT_", "").lower()
         return Tensor(name, shape, _TF_DTYPES.get(dtype, dtype), {"tensor": t.name})
 

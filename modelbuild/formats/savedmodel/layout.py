@@ -19,10 +19,14 @@ to the source's. ``key`` is the signature's name for the tensor.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 LAYOUT_FILE = "assets.extra/modelbuild.json"
 LAYOUT_METADATA = "modelbuild_layout"  # name of the .tflite metadata entry
@@ -38,22 +42,24 @@ def channels_first_perm(rank: int) -> list[int]:
     return [0, rank - 1, *range(1, rank - 1)]
 
 
-def to_artifact(x: np.ndarray, perm: Optional[Sequence[int]]) -> np.ndarray:
+def to_artifact(x: NDArray[Any], perm: Sequence[int] | None) -> NDArray[Any]:
     return np.ascontiguousarray(x.transpose(perm)) if perm else x
 
 
-def from_artifact(y: np.ndarray, perm: Optional[Sequence[int]]) -> np.ndarray:
+def from_artifact(y: NDArray[Any], perm: Sequence[int] | None) -> NDArray[Any]:
     return np.ascontiguousarray(y.transpose(perm)) if perm else y
 
 
-def fits(shape: Sequence[int], declared: Sequence[Optional[int]]) -> bool:
+def fits(shape: Sequence[int], declared: Sequence[int | None]) -> bool:
     """True when ``shape`` matches a declared shape whose unknown dims are None or -1."""
     return len(shape) == len(declared) and all(
-        d is None or d < 0 or d == s for s, d in zip(shape, declared))
+        d is None or d < 0 or d == s for s, d in zip(shape, declared, strict=False)
+    )
 
 
-def fits_after(shape: Sequence[int], perm: Optional[Sequence[int]],
-               declared: Sequence[Optional[int]]) -> bool:
+def fits_after(
+    shape: Sequence[int], perm: Sequence[int] | None, declared: Sequence[int | None]
+) -> bool:
     """True when a source-layout ``shape``, moved by ``perm``, fits the declared shape."""
     if perm:
         if len(perm) != len(shape):
@@ -70,8 +76,9 @@ def read_dir_layout(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def resolve_io(layout: dict[str, Any] | None, names: list[str], keys: list[str],
-               kind: str) -> list[tuple[str, list[int] | None]]:
+def resolve_io(
+    layout: dict[str, Any] | None, names: list[str], keys: list[str], kind: str
+) -> list[tuple[str, list[int] | None]]:
     """(signature key, perm) per source tensor name, in ``names`` order (all when empty).
 
     Without a layout map (an artifact made elsewhere) names are matched as they
@@ -94,13 +101,14 @@ def resolve_io(layout: dict[str, Any] | None, names: list[str], keys: list[str],
         elif len(names) == len(keys) == 1:
             key = keys[0]
         else:
-            raise StepError(f"the artifact has no {kind[:-1]} named {n!r} (it has: "
-                            f"{', '.join(keys)})")
+            raise StepError(
+                f"the artifact has no {kind[:-1]} named {n!r} (it has: {', '.join(keys)})"
+            )
         out.append((key, None))
     return out
 
 
-def guess_input_perm(shape: Sequence[int], declared: Sequence[Optional[int]]) -> list[int] | None:
+def guess_input_perm(shape: Sequence[int], declared: Sequence[int | None]) -> list[int] | None:
     """Layout of an input from shapes alone: as is if it fits, else channels-last if that fits."""
     if fits(shape, declared) or not 3 <= len(shape) <= 5:
         return None

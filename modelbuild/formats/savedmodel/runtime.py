@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from modelbuild.formats.savedmodel.layout import (
     LayoutIO,
@@ -15,10 +13,14 @@ from modelbuild.formats.savedmodel.layout import (
     to_artifact,
 )
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
 
 class SavedModelRunner(LayoutIO):
-    def __init__(self, path: Path, options: dict[str, Any], input_names: list[str],
-                 output_names: list[str]) -> None:
+    def __init__(
+        self, path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+    ) -> None:
         import tensorflow as tf
 
         from modelbuild.errors import StepError
@@ -47,7 +49,7 @@ class SavedModelRunner(LayoutIO):
         self.input_names = input_names
         self.outputs = resolve_io(self.layout, output_names, out_keys, "outputs")
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         tf = self._tf
         args = {}
         for i, name in enumerate(self.input_names):
@@ -58,6 +60,7 @@ class SavedModelRunner(LayoutIO):
         return [from_artifact(res[key].numpy(), perm) for key, perm in self.outputs]
 
 
-def load(path: Path, options: dict[str, Any], input_names: list[str],
-         output_names: list[str]) -> SavedModelRunner:
+def load(
+    path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+) -> SavedModelRunner:
     return SavedModelRunner(path, options, input_names, output_names)

@@ -18,28 +18,40 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from modelbuild.params import field
 from modelbuild.step import Step, StepContext
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
 class Params:
     """onnx2tf settings."""
 
-    keep_nchw: list[str] = field([], description="inputs kept channel-first "
-                                 "(onnx2tf keep_ncw_or_nchw_or_ncdhw_input_names)")
+    keep_nchw: list[str] = field(
+        [], description="inputs kept channel-first (onnx2tf keep_ncw_or_nchw_or_ncdhw_input_names)"
+    )
 
 
 class SavedModelFromOnnx(Step):
     name = "savedmodel_from_onnx"
     cost = 3.0
     version = 1
-    tools = ("onnx2tf", "tensorflow", "tf-keras", "onnx", "onnxruntime", "onnx-graphsurgeon",
-             "sng4onnx")
+    tools = (
+        "onnx2tf",
+        "tensorflow",
+        "tf-keras",
+        "onnx",
+        "onnxruntime",
+        "onnx-graphsurgeon",
+        "sng4onnx",
+    )
     output = "saved_model"
     Params = Params
 
@@ -68,12 +80,14 @@ class SavedModelFromOnnx(Step):
                     verbosity="info",
                 )
             except SystemExit as exc:  # onnx2tf calls sys.exit(1) on some errors
-                raise StepError(f"onnx2tf stopped (exit status {exc.code}); its reasons are in "
-                                "the log") from None
+                raise StepError(
+                    f"onnx2tf stopped (exit status {exc.code}); its reasons are in the log"
+                ) from None
             except Exception as exc:
-                raise StepError(f"onnx2tf failed: {type(exc).__name__}: {exc}",
-                                hint="the log has onnx2tf's trace; try `simplify: true` or "
-                                "another opset") from exc
+                raise StepError(
+                    f"onnx2tf failed: {type(exc).__name__}: {exc}",
+                    hint="the log has onnx2tf's trace; try `simplify: true` or another opset",
+                ) from exc
         try:
             _save(ctx, model, out)
             layout = _layout(ctx.inputs["model"], out, model, list(p.keep_nchw))
@@ -100,16 +114,15 @@ def _onnx2tf_env(ctx: StepContext) -> Iterator[None]:
     models, downloads sample images from GitHub; a build must never reach the
     network, so that function is replaced by seeded random images."""
     import numpy as np
-
     import onnx2tf.onnx2tf  # noqa: F401  (the module, not the re-exported function)
 
     mod = sys.modules["onnx2tf.onnx2tf"]
 
-    def sample_images() -> np.ndarray:
+    def sample_images() -> NDArray[Any]:
         ctx.log.info("onnx2tf asked for sample images: using seeded random ones (no download)")
         return np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32)
 
-    saved = (os.getcwd(), os.environ.get("PATH", ""), getattr(mod, "download_test_image_data"))
+    saved = (os.getcwd(), os.environ.get("PATH", ""), mod.download_test_image_data)
     os.chdir(ctx.workdir)
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + saved[1]
     mod.download_test_image_data = sample_images  # type: ignore[attr-defined]
@@ -131,20 +144,24 @@ def _save(ctx: StepContext, model: Any, out: Path) -> None:
         tf.saved_model.save(model, str(out))
         return
     except Exception as exc:  # onnx2tf falls back to an export archive on some models
-        ctx.log.warning("tf.saved_model.save failed (%s: %s); trying an export archive",
-                        type(exc).__name__, exc)
+        ctx.log.warning(
+            "tf.saved_model.save failed (%s: %s); trying an export archive", type(exc).__name__, exc
+        )
         shutil.rmtree(out, ignore_errors=True)
     import tf_keras
 
     try:
         archive = tf_keras.export.ExportArchive()
-        archive.add_endpoint(name="serving_default", fn=lambda *inputs: model(inputs),
-                             input_signature=[tf.TensorSpec(t.shape, t.dtype, t.name)
-                                              for t in model.inputs])
+        archive.add_endpoint(
+            name="serving_default",
+            fn=lambda *inputs: model(inputs),
+            input_signature=[tf.TensorSpec(t.shape, t.dtype, t.name) for t in model.inputs],
+        )
         archive.write_out(str(out))
     except Exception as exc:
-        raise StepError(f"TensorFlow cannot save the converted model: {type(exc).__name__}: "
-                        f"{exc}") from exc
+        raise StepError(
+            f"TensorFlow cannot save the converted model: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _layout(onnx_path: Path, saved: Path, model: Any, keep: list[str]) -> dict[str, Any]:
@@ -158,8 +175,9 @@ def _layout(onnx_path: Path, saved: Path, model: Any, keep: list[str]) -> dict[s
     g = onnx.load(str(onnx_path), load_external_data=False).graph
 
     def dims(vi: Any) -> list[int | None]:
-        return [d.dim_value if d.HasField("dim_value") else None
-                for d in vi.type.tensor_type.shape.dim]
+        return [
+            d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim
+        ]
 
     inits = {i.name for i in g.initializer}
     onnx_in = [(vi.name, dims(vi)) for vi in g.input if vi.name not in inits]
@@ -175,15 +193,15 @@ def _layout(onnx_path: Path, saved: Path, model: Any, keep: list[str]) -> dict[s
                 return cand
         if len(specs) == 1:
             return next(iter(specs))
-        raise StepError(f"cannot find ONNX {kind} {name!r} in the SavedModel's signature "
-                        f"({', '.join(specs)})")
+        raise StepError(
+            f"cannot find ONNX {kind} {name!r} in the SavedModel's signature ({', '.join(specs)})"
+        )
 
     inputs = []
     for name, shape in onnx_in:
         k = key(name, in_specs, "input")
         # onnx2tf's rule (ops/Input.py): 3-5D inputs go channels-last unless kept.
-        perm = channels_last_perm(len(shape)) if 3 <= len(shape) <= 5 and name not in keep \
-            else None
+        perm = channels_last_perm(len(shape)) if 3 <= len(shape) <= 5 and name not in keep else None
         inputs.append({"name": name, "key": k, "perm": perm})
     outputs = []
     for name, shape in onnx_out:
@@ -195,8 +213,9 @@ def _layout(onnx_path: Path, saved: Path, model: Any, keep: list[str]) -> dict[s
             back = channels_first_perm(rank)
             moved = [tf_shape[i] for i in back]
             # onnx2tf says which outputs it left channels-last; shapes back it up when it doesn't.
-            if nhwc_out.get(name) or (not _compatible(tf_shape, shape)
-                                      and _compatible(moved, shape)):
+            if nhwc_out.get(name) or (
+                not _compatible(tf_shape, shape) and _compatible(moved, shape)
+            ):
                 perm = back
         outputs.append({"name": name, "key": k, "perm": perm})
     return {"signature": "serving_default", "inputs": inputs, "outputs": outputs}
@@ -204,7 +223,9 @@ def _layout(onnx_path: Path, saved: Path, model: Any, keep: list[str]) -> dict[s
 
 def _compatible(a: list[int | None], b: list[int | None]) -> bool:
     """Same rank, and every dimension equal where both are known."""
-    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        x is None or y is None or x == y for x, y in zip(a, b, strict=False)
+    )
 
 
 STEP = SavedModelFromOnnx()

@@ -11,15 +11,17 @@ one onnx2tf action. onnx2tf moves 3-5D inputs to channels-last (NHWC) unless
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-from modelbuild.params import field
 from modelbuild.formats.base import TargetBase, check_precision, require
 from modelbuild.formats.onnx.target import onnx_chain
+from modelbuild.params import field
 
-KEEP_NCHW_DOC = ("keep channel-first inputs (NCW/NCHW/NCDHW) as the source model takes them: "
-                 "true for every 3-5D input, or a list of input names; default: onnx2tf moves "
-                 "them to channels-last (NHWC), which TFLite delegates prefer")
+KEEP_NCHW_DOC = (
+    "keep channel-first inputs (NCW/NCHW/NCDHW) as the source model takes them: "
+    "true for every 3-5D input, or a list of input names; default: onnx2tf moves "
+    "them to channels-last (NHWC), which TFLite delegates prefer"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,7 +31,7 @@ class Target(TargetBase):
     format: Literal["savedmodel"] = field(description="savedmodel")
     precision: Literal["fp32"] = field("fp32", description="fp32 only")
     simplify: bool = field(True, description="run onnxsim on the exported graph first")
-    keep_nchw: Union[bool, list[str]] = field(False, description=KEEP_NCHW_DOC)
+    keep_nchw: bool | list[str] = field(False, description=KEEP_NCHW_DOC)
 
 
 def check(recipe: Any, name: str, t: Any) -> None:
@@ -43,15 +45,20 @@ def check_keep_nchw(recipe: Any, name: str, t: Any) -> None:
     for i, n in enumerate(t.keep_nchw):
         spec = recipe.inputs.get(n)
         if spec is None:
-            raise recipe.error(("targets", name, "keep_nchw", str(i)), f"no input named {n!r}",
-                               hint=f"inputs are: {', '.join(recipe.inputs)}")
+            raise recipe.error(
+                ("targets", name, "keep_nchw", str(i)),
+                f"no input named {n!r}",
+                hint=f"inputs are: {', '.join(recipe.inputs)}",
+            )
         if not 3 <= len(spec.shape) <= 5:
-            raise recipe.error(("targets", name, "keep_nchw", str(i)),
-                               f"input {n!r} is {len(spec.shape)}-D; only 3-5D inputs have a "
-                               "channel axis to keep", hint=f"remove {n!r} from keep_nchw")
+            raise recipe.error(
+                ("targets", name, "keep_nchw", str(i)),
+                f"input {n!r} is {len(spec.shape)}-D; only 3-5D inputs have a channel axis to keep",
+                hint=f"remove {n!r} from keep_nchw",
+            )
 
 
-def keep_nchw_names(recipe: Any, keep: Union[bool, list[str]]) -> list[str]:
+def keep_nchw_names(recipe: Any, keep: bool | list[str]) -> list[str]:
     """The inputs to keep channel-first, in input order (one spelling per choice, so the
     onnx2tf action is shared whenever the outcome is the same)."""
     chosen = set(keep) if isinstance(keep, list) else set(recipe.inputs) if keep else set()
@@ -63,11 +70,15 @@ def require_onnx2tf(name: str, extra: str) -> None:
         require(module, "onnx2tf/TensorFlow", extra, f"targets.{name}.format")
 
 
-def savedmodel_action(pl: Any, name: str, simplify: bool, keep: Union[bool, list[str]]) -> Any:
+def savedmodel_action(pl: Any, name: str, simplify: bool, keep: bool | list[str]) -> Any:
     """The onnx2tf action SavedModel and TFLite targets share."""
     ref = onnx_chain(pl, name, simplify, "none")
-    return pl.add("savedmodel_from_onnx", {"keep_nchw": keep_nchw_names(pl.recipe, keep)},
-                  {"model": ref}, name)
+    return pl.add(
+        "savedmodel_from_onnx",
+        {"keep_nchw": keep_nchw_names(pl.recipe, keep)},
+        {"model": ref},
+        name,
+    )
 
 
 def plan(pl: Any, name: str, t: Target) -> Any:

@@ -38,8 +38,7 @@ class GpuInfo:
         """What enters a TensorRT step's key. The driver version stays out: an engine built
         for a CUDA version runs on any driver that supports it, and keying on it would
         rebuild every engine on each driver patch."""
-        return {"gpu": self.name, "compute_capability": self.compute_capability,
-                "cuda": self.cuda}
+        return {"gpu": self.name, "compute_capability": self.compute_capability, "cuda": self.cuda}
 
 
 def _first_visible() -> str | None:
@@ -56,8 +55,18 @@ def _from_nvidia_smi(device: str) -> GpuInfo | None:
     if exe is None:
         return None
     try:
-        q = subprocess.run([exe, "-i", device, "--query-gpu=name,compute_cap,driver_version",
-                            "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        q = subprocess.run(
+            [
+                exe,
+                "-i",
+                device,
+                "--query-gpu=name,compute_cap,driver_version",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         if q.returncode != 0 or not q.stdout.strip():
             return None
         name, cc, driver = (s.strip() for s in q.stdout.strip().splitlines()[0].split(",")[:3])
@@ -94,8 +103,12 @@ def _from_driver(device: str) -> GpuInfo | None:
     except (AttributeError, OSError):
         return None
     v = version.value
-    return GpuInfo(buf.value.decode(errors="replace"), f"{major.value}.{minor.value}",
-                   f"{v // 1000}.{(v % 1000) // 10}", "unknown")
+    return GpuInfo(
+        buf.value.decode(errors="replace"),
+        f"{major.value}.{minor.value}",
+        f"{v // 1000}.{(v % 1000) // 10}",
+        "unknown",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -7,13 +7,17 @@ Outputs come back in the recipe's order, matched by tensor name.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 # -- device memory -------------------------------------------------------------------
+
 
 class DeviceBuffer:
     """Device memory holding one array's bytes; freed when dropped."""
@@ -26,10 +30,9 @@ class DeviceBuffer:
 
     def __del__(self) -> None:
         if self._free is not None:
-            try:
+            # at interpreter shutdown this may fail: the driver frees it anyway
+            with contextlib.suppress(Exception):
                 self._free(self.ptr)
-            except Exception:  # interpreter shutdown: the driver frees it anyway
-                pass
             self._free = None
 
 
@@ -40,7 +43,7 @@ class _CudaPython:
         try:
             from cuda.bindings import runtime as cudart
         except ImportError:
-            from cuda import cudart  # type: ignore[no-redef]
+            from cuda import cudart
         self.rt = cudart
         self._stream = self._call(cudart.cudaStreamCreate())
 
@@ -56,22 +59,33 @@ class _CudaPython:
 
     def empty(self, nbytes: int) -> DeviceBuffer:
         ptr = self._call(self.rt.cudaMalloc(max(nbytes, 1)))
-        return DeviceBuffer(int(ptr), nbytes, None,
-                            free=lambda p: self.rt.cudaFree(p))
+        return DeviceBuffer(int(ptr), nbytes, None, free=lambda p: self.rt.cudaFree(p))
 
-    def to_device(self, arr: np.ndarray) -> DeviceBuffer:
+    def to_device(self, arr: NDArray[Any]) -> DeviceBuffer:
         arr = np.ascontiguousarray(arr)
         buf = self.empty(arr.nbytes)
         if arr.nbytes:
-            self._call(self.rt.cudaMemcpy(buf.ptr, arr.ctypes.data, arr.nbytes,
-                                          self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
+            self._call(
+                self.rt.cudaMemcpy(
+                    buf.ptr,
+                    arr.ctypes.data,
+                    arr.nbytes,
+                    self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                )
+            )
         return buf
 
-    def to_host(self, buf: DeviceBuffer, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    def to_host(self, buf: DeviceBuffer, shape: tuple[int, ...], dtype: Any) -> NDArray[Any]:
         out = np.empty(shape, dtype=dtype)
         if out.nbytes:
-            self._call(self.rt.cudaMemcpy(out.ctypes.data, buf.ptr, out.nbytes,
-                                          self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+            self._call(
+                self.rt.cudaMemcpy(
+                    out.ctypes.data,
+                    buf.ptr,
+                    out.nbytes,
+                    self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                )
+            )
         return out
 
     def synchronize(self) -> None:
@@ -97,7 +111,7 @@ class _TorchCuda:
         t = self.torch.empty(max(nbytes, 1), dtype=self.torch.uint8, device="cuda")
         return DeviceBuffer(int(t.data_ptr()), nbytes, t)
 
-    def to_device(self, arr: np.ndarray) -> DeviceBuffer:
+    def to_device(self, arr: NDArray[Any]) -> DeviceBuffer:
         raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
         if raw.size == 0:
             return self.empty(0)
@@ -105,10 +119,10 @@ class _TorchCuda:
         self.torch.cuda.synchronize()
         return DeviceBuffer(int(t.data_ptr()), raw.size, t)
 
-    def to_host(self, buf: DeviceBuffer, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    def to_host(self, buf: DeviceBuffer, shape: tuple[int, ...], dtype: Any) -> NDArray[Any]:
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         raw = buf._owner[:nbytes].cpu().numpy()
-        return raw.view(dtype).reshape(shape)
+        return cast("NDArray[Any]", raw.view(dtype).reshape(shape))
 
     def synchronize(self) -> None:
         self._stream.synchronize()
@@ -131,16 +145,20 @@ def device_backend() -> Any:
         else:
             from modelbuild.errors import StepError
 
-            raise StepError("no way to reach GPU memory: " + "; ".join(errors),
-                            hint="pip install cuda-python (or a CUDA build of torch)")
+            raise StepError(
+                "no way to reach GPU memory: " + "; ".join(errors),
+                hint="pip install cuda-python (or a CUDA build of torch)",
+            )
     return _BACKEND
 
 
 # -- the runner ----------------------------------------------------------------------
 
+
 class TensorRTRunner:
-    def __init__(self, path: Path, options: dict[str, Any], input_names: list[str],
-                 output_names: list[str]) -> None:
+    def __init__(
+        self, path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+    ) -> None:
         import tensorrt as trt
 
         from modelbuild.errors import StepError
@@ -151,9 +169,11 @@ class TensorRTRunner:
         engine_file = path / "model.engine" if path.is_dir() else path
         self.engine = self.runtime.deserialize_cuda_engine(engine_file.read_bytes())
         if self.engine is None:
-            raise StepError(f"TensorRT could not load {engine_file.name}",
-                            hint="an engine runs only with the TensorRT version and GPU model "
-                            "it was built with: rebuild it here")
+            raise StepError(
+                f"TensorRT could not load {engine_file.name}",
+                hint="an engine runs only with the TensorRT version and GPU model "
+                "it was built with: rebuild it here",
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
@@ -181,19 +201,21 @@ class TensorRTRunner:
                 lo, _, hi = (list(s) for s in self.engine.get_tensor_profile_shape(name, 0))
             else:
                 lo = hi = decl
-            if any(not a <= s <= b for a, s, b in zip(lo, shape, hi)):
+            if any(not a <= s <= b for a, s, b in zip(lo, shape, hi, strict=False)):
                 return False
         return True
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         from modelbuild.errors import StepError
 
         keep = []
         for name in self.inputs:
             arr = np.ascontiguousarray(feeds[name], dtype=self._dtype(name))
             if not self.context.set_input_shape(name, arr.shape):
-                raise StepError(f"the engine does not take {name} of shape {list(arr.shape)}",
-                                hint="widen the target's `profiles`")
+                raise StepError(
+                    f"the engine does not take {name} of shape {list(arr.shape)}",
+                    hint="widen the target's `profiles`",
+                )
             buf = self.device.to_device(arr)
             keep.append(buf)
             self.context.set_tensor_address(name, buf.ptr)
@@ -201,19 +223,24 @@ class TensorRTRunner:
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
-                raise StepError(f"output {name} has a data-dependent shape {shape}, which this "
-                                "runner does not support")
-            buf = self.device.empty(int(np.prod(shape, dtype=np.int64)) *
-                                    self._dtype(name).itemsize)
+                raise StepError(
+                    f"output {name} has a data-dependent shape {shape}, which this "
+                    "runner does not support"
+                )
+            buf = self.device.empty(
+                int(np.prod(shape, dtype=np.int64)) * self._dtype(name).itemsize
+            )
             out_bufs[name] = (buf, shape)
             self.context.set_tensor_address(name, buf.ptr)
         if not self.context.execute_async_v3(self.device.stream):
             raise StepError("TensorRT failed to run the engine (see the log)")
         self.device.synchronize()
-        return [self.device.to_host(out_bufs[n][0], out_bufs[n][1], self._dtype(n))
-                for n in self.order]
+        return [
+            self.device.to_host(out_bufs[n][0], out_bufs[n][1], self._dtype(n)) for n in self.order
+        ]
 
 
-def load(path: Path, options: dict[str, Any], input_names: list[str],
-         output_names: list[str]) -> TensorRTRunner:
+def load(
+    path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+) -> TensorRTRunner:
     return TensorRTRunner(path, options, input_names, output_names)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from modelbuild.params import field
 from modelbuild.step import Step, StepContext, calibration_notice, dist_version
@@ -29,7 +29,7 @@ class Params:
     profiles: dict[str, Any] = field({}, description="input name -> {min, opt, max} shapes")
     optimization_level: int = field(3, description="builder optimization level")
     timing_cache: bool = field(True, description="use the timing cache")
-    calibration: Optional[dict[str, Any]] = field(None, description="int8 calibration settings")
+    calibration: dict[str, Any] | None = field(None, description="int8 calibration settings")
     inputs: list[dict[str, Any]] = field([], description="input specs (int8 calibration)")
     seed: int = field(1, description="seed for generated calibration samples")
 
@@ -85,10 +85,10 @@ class TensorRTFromOnnx(Step):
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(ctx.inputs["model"])):
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-            raise StepError("TensorRT's ONNX parser rejected the model:\n  "
-                            + "\n  ".join(errors[:10]),
-                            hint="an unsupported operator usually needs a lower `opset` or a "
-                            "TensorRT plugin")
+            raise StepError(
+                "TensorRT's ONNX parser rejected the model:\n  " + "\n  ".join(errors[:10]),
+                hint="an unsupported operator usually needs a lower `opset` or a TensorRT plugin",
+            )
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(p.workspace_gb * (1 << 30)))
         config.builder_optimization_level = p.optimization_level
@@ -124,15 +124,22 @@ class TensorRTFromOnnx(Step):
 
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
-            raise StepError(f"TensorRT could not build a {p.precision} engine (see the log for "
-                            "the builder's messages)",
-                            hint="raise `workspace_gb`, or narrow the `profiles` ranges")
+            raise StepError(
+                f"TensorRT could not build a {p.precision} engine (see the log for "
+                "the builder's messages)",
+                hint="raise `workspace_gb`, or narrow the `profiles` ranges",
+            )
         ctx.output.write_bytes(memoryview(serialized))
         if cache_file is not None:
             _save_timing_cache(config, cache_file, ctx)
-        meta: dict[str, Any] = {"precision": p.precision, "tensorrt": trt.__version__,
-                                "profiles": p.profiles, "timing_cache_bytes_loaded": loaded,
-                                "notices": notices, **gpu_fields()}
+        meta: dict[str, Any] = {
+            "precision": p.precision,
+            "tensorrt": trt.__version__,
+            "profiles": p.profiles,
+            "timing_cache_bytes_loaded": loaded,
+            "notices": notices,
+            **gpu_fields(),
+        }
         return meta
 
     @staticmethod
@@ -151,9 +158,11 @@ class TensorRTFromOnnx(Step):
         for inp in dynamic:
             s = shapes.get(inp.name)
             if s is None:
-                raise StepError(f"input {inp.name} has dynamic dimensions {list(inp.shape)} "
-                                "but the recipe declares none",
-                                hint=f"declare them in `inputs.{inp.name}.dynamic`")
+                raise StepError(
+                    f"input {inp.name} has dynamic dimensions {list(inp.shape)} "
+                    "but the recipe declares none",
+                    hint=f"declare them in `inputs.{inp.name}.dynamic`",
+                )
             profile.set_shape(inp.name, s["min"], s["opt"], s["max"])
         return profile
 
@@ -184,14 +193,15 @@ def _calibration_samples(ctx: StepContext, p: Params) -> tuple[list[dict[str, An
     if "calibration" in ctx.inputs:
         full = from_data(p.inputs, load_npz(ctx.inputs["calibration"]))[0]
         n = min(len(a) for a in full.values())
-        samples = [{k: v[i:i + 1] for k, v in full.items()} for i in range(n)]
+        samples = [{k: v[i : i + 1] for k, v in full.items()} for i in range(n)]
         return samples, f"{n} samples from {ctx.inputs['calibration'].name}"
     count = int(cal.get("samples", 16))
     return declared_range_samples(p.inputs, count, p.seed)
 
 
-def _calibrator(trt: Any, builder: Any, network: Any, ctx: StepContext,
-                p: Params) -> tuple[Any, Any, str]:
+def _calibrator(
+    trt: Any, builder: Any, network: Any, ctx: StepContext, p: Params
+) -> tuple[Any, Any, str]:
     """An IInt8EntropyCalibrator2 (or MinMax) feeding the samples from device memory.
 
     Implicit-quantization calibrators are deprecated since TensorRT 10.1 in favour of
@@ -202,8 +212,11 @@ def _calibrator(trt: Any, builder: Any, network: Any, ctx: StepContext,
 
     samples, source = _calibration_samples(ctx, p)
     dev = device_backend()
-    base = trt.IInt8MinMaxCalibrator if (p.calibration or {}).get("method") == "minmax" \
+    base = (
+        trt.IInt8MinMaxCalibrator
+        if (p.calibration or {}).get("method") == "minmax"
         else trt.IInt8EntropyCalibrator2
+    )
     cache_path = ctx.workdir / "calibration.cache"
 
     class Calibrator(base):  # type: ignore[misc, valid-type]
@@ -236,8 +249,11 @@ def _calibrator(trt: Any, builder: Any, network: Any, ctx: StepContext,
 
     profile = None
     first = samples[0]
-    dynamic = [network.get_input(i) for i in range(network.num_inputs)
-               if any(d < 0 for d in network.get_input(i).shape)]
+    dynamic = [
+        network.get_input(i)
+        for i in range(network.num_inputs)
+        if any(d < 0 for d in network.get_input(i).shape)
+    ]
     if dynamic:  # calibration runs at one shape: the samples'
         profile = builder.create_optimization_profile()
         for inp in dynamic:

@@ -14,8 +14,7 @@ def _tflite_schema() -> Any:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
         try:
-            from tensorflow.lite.python import (  # type: ignore[no-redef]
-                schema_py_generated as schema)
+            from tensorflow.lite.python import schema_py_generated as schema
         except ImportError:
             raise MissingToolchainError("tflite (ai-edge-litert)", "tflite") from None
     return schema
@@ -37,8 +36,9 @@ def inspect(path: Path) -> ArtifactInfo:
         oc = model.OperatorCodes(i)
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())  # pre-v3 files use the latter
         name = op_names.get(code, f"BUILTIN_{code}")
-        codes.append(f"CUSTOM:{oc.CustomCode().decode()}" if name == "CUSTOM" and oc.CustomCode()
-                     else name)
+        codes.append(
+            f"CUSTOM:{oc.CustomCode().decode()}" if name == "CUSTOM" and oc.CustomCode() else name
+        )
     info = ArtifactInfo(str(path), "tflite", len(buf))
     kinds: list[str] = []
     params = 0
@@ -47,13 +47,17 @@ def inspect(path: Path) -> ArtifactInfo:
     def tensor(sg: Any, idx: int) -> Tensor:
         t = sg.Tensors(idx)
         sig = t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else None
-        shape = [None if int(d) < 0 else int(d) for d in
-                 (sig if sig is not None else t.ShapeAsNumpy() if t.ShapeLength() else [])]
+        shape = [
+            None if int(d) < 0 else int(d)
+            for d in (sig if sig is not None else t.ShapeAsNumpy() if t.ShapeLength() else [])
+        ]
         out = Tensor(t.Name().decode(), shape, type_names.get(t.Type(), str(t.Type())))
         q = t.Quantization()
         if q is not None and q.ScaleLength():
-            out.extra = {"scale": [float(x) for x in q.ScaleAsNumpy()][:4],
-                         "zero_point": [int(x) for x in q.ZeroPointAsNumpy()][:4]}
+            out.extra = {
+                "scale": [float(x) for x in q.ScaleAsNumpy()][:4],
+                "zero_point": [int(x) for x in q.ZeroPointAsNumpy()][:4],
+            }
         return out
 
     for s in range(model.SubgraphsLength()):
@@ -86,7 +90,8 @@ def inspect(path: Path) -> ArtifactInfo:
         sd = model.SignatureDefs(i)
         sigs[(sd.SignatureKey() or b"").decode()] = {
             "inputs": [sd.Inputs(j).Name().decode() for j in range(sd.InputsLength())],
-            "outputs": [sd.Outputs(j).Name().decode() for j in range(sd.OutputsLength())]}
+            "outputs": [sd.Outputs(j).Name().decode() for j in range(sd.OutputsLength())],
+        }
     info.details = {"subgraphs": model.SubgraphsLength(), "signatures": sigs}
     if model.Description():
         info.details["description"] = model.Description().decode()

@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from modelbuild.formats.savedmodel.layout import LAYOUT_METADATA, LayoutIO, from_artifact, resolve_io, to_artifact
+from modelbuild.formats.savedmodel.layout import (
+    LAYOUT_METADATA,
+    LayoutIO,
+    from_artifact,
+    resolve_io,
+    to_artifact,
+)
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 def read_tflite_layout(data: bytes) -> dict[str, Any] | None:
@@ -35,7 +44,7 @@ def read_tflite_layout(data: bytes) -> dict[str, Any] | None:
     return None
 
 
-def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+def quantize(x: NDArray[Any], detail: dict[str, Any]) -> NDArray[Any]:
     """A float array as the tensor's integer type (q = round(x / scale) + zero_point)."""
     dtype = np.dtype(detail["dtype"])
     scale, zero = detail["quantization"]
@@ -43,10 +52,10 @@ def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         return x.astype(dtype, copy=False)
     info = np.iinfo(dtype)
     q = np.round(x.astype(np.float32) / np.float32(scale)) + zero
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return cast("NDArray[Any]", np.clip(q, info.min, info.max).astype(dtype))
 
 
-def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+def dequantize(y: NDArray[Any], detail: dict[str, Any]) -> NDArray[Any]:
     scale, zero = detail["quantization"]
     if np.dtype(detail["dtype"]).kind not in "iu" or not scale:
         return y
@@ -54,8 +63,9 @@ def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
 
 
 class TFLiteRunner(LayoutIO):
-    def __init__(self, path: Path, options: dict[str, Any], input_names: list[str],
-                 output_names: list[str]) -> None:
+    def __init__(
+        self, path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+    ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         from modelbuild.errors import StepError
@@ -69,29 +79,35 @@ class TFLiteRunner(LayoutIO):
         self.layout = read_tflite_layout(data)
         sigs = self.interp.get_signature_list()
         if not sigs:
-            raise StepError(f"{path} has no signature (modelbuild runs .tflite files through "
-                            "their signature)", hint="convert with TFLiteConverter.from_saved_model")
+            raise StepError(
+                f"{path} has no signature (modelbuild runs .tflite files through their signature)",
+                hint="convert with TFLiteConverter.from_saved_model",
+            )
         want = (self.layout or {}).get("signature", "serving_default")
         self.runner = self.interp.get_signature_runner(want if want in sigs else next(iter(sigs)))
         self.in_details = self.runner.get_input_details()
         self.out_details = self.runner.get_output_details()
-        self.declared = {k: [int(d) for d in v["shape_signature"]]
-                         for k, v in self.in_details.items()}
+        self.declared = {
+            k: [int(d) for d in v["shape_signature"]] for k, v in self.in_details.items()
+        }
         self.input_names = input_names
         self.inputs = resolve_io(self.layout, input_names, list(self.in_details), "inputs")
         self.outputs = resolve_io(self.layout, output_names, list(self.out_details), "outputs")
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         args = {}
         for i, name in enumerate(self.input_names):
             key, _ = self.inputs[i]
             x = to_artifact(feeds[name], self._perm(i, feeds[name].shape))
             args[key] = quantize(x, self.in_details[key])
         res = self.runner(**args)
-        return [from_artifact(dequantize(res[key], self.out_details[key]), perm)
-                for key, perm in self.outputs]
+        return [
+            from_artifact(dequantize(res[key], self.out_details[key]), perm)
+            for key, perm in self.outputs
+        ]
 
 
-def load(path: Path, options: dict[str, Any], input_names: list[str],
-         output_names: list[str]) -> TFLiteRunner:
+def load(
+    path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+) -> TFLiteRunner:
     return TFLiteRunner(path, options, input_names, output_names)

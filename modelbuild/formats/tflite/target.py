@@ -10,11 +10,16 @@ interpreter (ai_edge_litert).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
-from modelbuild.params import field, to_mapping
 from modelbuild.formats.base import TargetBase, check_precision, check_quantize, require
-from modelbuild.formats.savedmodel.target import KEEP_NCHW_DOC, check_keep_nchw, require_onnx2tf, savedmodel_action
+from modelbuild.formats.savedmodel.target import (
+    KEEP_NCHW_DOC,
+    check_keep_nchw,
+    require_onnx2tf,
+    savedmodel_action,
+)
+from modelbuild.params import field, to_mapping
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -23,26 +28,36 @@ PRECISIONS = ("fp32", "fp16", "int8")
 class Calibration:
     """Calibration data for full-integer (static) quantization."""
 
-    data: Optional[str] = field(None, description=".npz of samples keyed by input name (source "
-                                "layout); without it, samples are drawn from the inputs' declared "
-                                "ranges (warned)")
-    samples: int = field(16, description="samples to draw when `data` is not given",
-                         minimum=1, maximum=1024)
+    data: str | None = field(
+        None,
+        description=".npz of samples keyed by input name (source "
+        "layout); without it, samples are drawn from the inputs' declared "
+        "ranges (warned)",
+    )
+    samples: int = field(
+        16, description="samples to draw when `data` is not given", minimum=1, maximum=1024
+    )
 
 
 @dataclass(frozen=True)
 class Quantize:
     """int8 quantization with the TFLite converter."""
 
-    mode: Literal["dynamic", "static"] = field("dynamic", description="dynamic: int8 weights, "
-                                               "float activations (dynamic-range); static: full "
-                                               "integer, activations calibrated")
-    io_type: Literal["int8", "uint8", "float32"] = field("int8", description="static: type of "
-                                                         "the model's float inputs and outputs "
-                                                         "(quantized with their scale and zero "
-                                                         "point)")
+    mode: Literal["dynamic", "static"] = field(
+        "dynamic",
+        description="dynamic: int8 weights, "
+        "float activations (dynamic-range); static: full "
+        "integer, activations calibrated",
+    )
+    io_type: Literal["int8", "uint8", "float32"] = field(
+        "int8",
+        description="static: type of "
+        "the model's float inputs and outputs "
+        "(quantized with their scale and zero "
+        "point)",
+    )
     per_channel: bool = field(True, description="per-channel weight scales")
-    calibration: Optional[Calibration] = field(None, description="static mode: calibration data")
+    calibration: Calibration | None = field(None, description="static mode: calibration data")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,13 +65,16 @@ class Target(TargetBase):
     """A TFLite flatbuffer (.tflite), converted from the onnx2tf SavedModel."""
 
     format: Literal["tflite"] = field(description="tflite")
-    precision: Literal["fp32", "fp16", "int8"] = field("fp32", description="fp32, fp16 (float16 "
-                                                      "weights) or int8")
+    precision: Literal["fp32", "fp16", "int8"] = field(
+        "fp32", description="fp32, fp16 (float16 weights) or int8"
+    )
     simplify: bool = field(True, description="run onnxsim on the exported graph first")
-    keep_nchw: Union[bool, list[str]] = field(False, description=KEEP_NCHW_DOC)
-    select_tf_ops: bool = field(False, description="allow TensorFlow ops TFLite lacks (the "
-                                "runtime then needs the Flex delegate)")
-    quantize: Optional[Quantize] = field(None, description="int8 settings")
+    keep_nchw: bool | list[str] = field(False, description=KEEP_NCHW_DOC)
+    select_tf_ops: bool = field(
+        False,
+        description="allow TensorFlow ops TFLite lacks (the runtime then needs the Flex delegate)",
+    )
+    quantize: Quantize | None = field(None, description="int8 settings")
 
 
 def check(recipe: Any, name: str, t: Target) -> None:
@@ -77,11 +95,16 @@ def plan(pl: Any, name: str, t: Target) -> Any:
         params.update(mode=q.mode, per_channel=q.per_channel)
         if q.mode == "static":
             cal = q.calibration or Calibration()
-            params.update(io_type=q.io_type, calibration=to_mapping(cal),
-                          inputs=pl.input_specs(), seed=pl.recipe.verify.seed + 1)
+            params.update(
+                io_type=q.io_type,
+                calibration=to_mapping(cal),
+                inputs=pl.input_specs(),
+                seed=pl.recipe.verify.seed + 1,
+            )
             if cal.data:
-                inputs["calibration"] = pl.file(cal.data, ("targets", name, "quantize",
-                                                           "calibration", "data"))
+                inputs["calibration"] = pl.file(
+                    cal.data, ("targets", name, "quantize", "calibration", "data")
+                )
     return pl.add("tflite_from_savedmodel", params, inputs, name)
 
 

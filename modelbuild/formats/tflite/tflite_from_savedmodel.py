@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from modelbuild.params import field
 from modelbuild.step import Step, StepContext, calibration_notice
@@ -27,11 +27,12 @@ class Params:
 
     precision: Literal["fp32", "fp16", "int8"] = field("fp32", description="precision")
     mode: Literal["dynamic", "static"] = field("dynamic", description="int8 mode")
-    io_type: Literal["int8", "uint8", "float32"] = field("int8", description="static int8: "
-                                                         "type of float inputs and outputs")
+    io_type: Literal["int8", "uint8", "float32"] = field(
+        "int8", description="static int8: type of float inputs and outputs"
+    )
     per_channel: bool = field(True, description="per-channel weight scales (int8)")
     select_tf_ops: bool = field(False, description="allow TensorFlow ops (Flex delegate)")
-    calibration: Optional[dict[str, Any]] = field(None, description="static int8: settings")
+    calibration: dict[str, Any] | None = field(None, description="static int8: settings")
     inputs: list[dict[str, Any]] = field([], description="input specs (static int8)")
     seed: int = field(1, description="seed for generated calibration samples")
 
@@ -67,20 +68,24 @@ class TfliteFromSavedModel(Step):
                 builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
                 samples, meta["calibration"] = _calibration(ctx, p)
                 if "calibration" not in ctx.inputs:
-                    meta["notices"] = [calibration_notice(meta["calibration"],
-                                                          "quantize.calibration.data")]
+                    meta["notices"] = [
+                        calibration_notice(meta["calibration"], "quantize.calibration.data")
+                    ]
                 conv.representative_dataset = _dataset(samples, layout)
                 io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[p.io_type]
                 conv.inference_input_type = io
                 conv.inference_output_type = io
         conv.target_spec.supported_ops = [builtins] + (
-            [tf.lite.OpsSet.SELECT_TF_OPS] if p.select_tf_ops else [])
+            [tf.lite.OpsSet.SELECT_TF_OPS] if p.select_tf_ops else []
+        )
         try:
             data = conv.convert()
         except Exception as exc:  # the converter raises ConverterError and plain errors
-            raise StepError(f"the TFLite converter failed: {str(exc).strip()[:1500]}",
-                            hint="ops TFLite lacks may pass with `select_tf_ops: true` (then the "
-                            "runtime needs the Flex delegate)") from exc
+            raise StepError(
+                f"the TFLite converter failed: {str(exc).strip()[:1500]}",
+                hint="ops TFLite lacks may pass with `select_tf_ops: true` (then the "
+                "runtime needs the Flex delegate)",
+            ) from exc
         if layout is not None:
             data = _with_metadata(data, json.dumps(layout, sort_keys=True).encode())
         ctx.output.write_bytes(data)
@@ -95,8 +100,10 @@ def _calibration(ctx: StepContext, p: Params) -> tuple[list[dict[str, Any]], str
     if "calibration" in ctx.inputs:
         full = from_data(p.inputs, load_npz(ctx.inputs["calibration"]))[0]
         n = min(len(a) for a in full.values())
-        return ([{k: v[i:i + 1] for k, v in full.items()} for i in range(n)],
-                f"{n} samples from {ctx.inputs['calibration'].name}")
+        return (
+            [{k: v[i : i + 1] for k, v in full.items()} for i in range(n)],
+            f"{n} samples from {ctx.inputs['calibration'].name}",
+        )
     count = int((p.calibration or {}).get("samples", 16))
     return declared_range_samples(p.inputs, count, p.seed)
 

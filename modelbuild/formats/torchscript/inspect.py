@@ -9,11 +9,18 @@ from typing import Any
 from modelbuild.errors import UsageError
 from modelbuild.formats.inspect import ArtifactInfo, Tensor, fail, histogram, need, numel, text
 
-
-_STORAGE_DTYPES = {"FloatStorage": "float32", "HalfStorage": "float16", "DoubleStorage": "float64",
-                   "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
-                   "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
-                   "BoolStorage": "bool"}
+_STORAGE_DTYPES = {
+    "FloatStorage": "float32",
+    "HalfStorage": "float16",
+    "DoubleStorage": "float64",
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
+}
 
 
 def _traced_inputs(zf: zipfile.ZipFile) -> list[dict[str, Any]] | None:
@@ -59,8 +66,10 @@ def inspect(path: Path) -> ArtifactInfo:
     with zf:
         names = zf.namelist()
         if not any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-            raise UsageError(f"{path} is a PyTorch file but not TorchScript (a state_dict or "
-                             "a pickled model?)", hint="inspect reads torch.jit.save archives")
+            raise UsageError(
+                f"{path} is a PyTorch file but not TorchScript (a state_dict or a pickled model?)",
+                hint="inspect reads torch.jit.save archives",
+            )
         traced = _traced_inputs(zf)
         extra = {n.split("/extra/", 1)[1]: text(zf.read(n)) for n in names if "/extra/" in n}
         version = next((zf.read(n).decode().strip() for n in names if n.endswith("/version")), "")
@@ -76,25 +85,41 @@ def inspect(path: Path) -> ArtifactInfo:
     info = ArtifactInfo(str(path), "torchscript", path.stat().st_size)
     for i, v in enumerate(ins):
         t = traced[i] if traced and i < len(traced) else None
-        info.inputs.append(Tensor(v.debugName().split(".")[0], t["shape"] if t else None,
-                                  t["dtype"] if t else str(v.type()),
-                                  {"from": "traced example"} if t else {}))
+        info.inputs.append(
+            Tensor(
+                v.debugName().split(".")[0],
+                t["shape"] if t else None,
+                t["dtype"] if t else str(v.type()),
+                {"from": "traced example"} if t else {},
+            )
+        )
     # Traced outputs carry numeric debug names ("47"): number them instead.
-    info.outputs = [Tensor(n if not n.isdigit() else f"output{i}", None, str(v.type()))
-                    for i, v in enumerate(graph.outputs())
-                    for n in [v.debugName().split(".")[0]]]
-    info.ops = histogram(n.kind() for n in graph.nodes()
-                          if n.kind() not in ("prim::GetAttr", "prim::Constant",
-                                              "prim::ListConstruct", "prim::TupleConstruct"))
+    info.outputs = [
+        Tensor(n if not n.isdigit() else f"output{i}", None, str(v.type()))
+        for i, v in enumerate(graph.outputs())
+        for n in [v.debugName().split(".")[0]]
+    ]
+    info.ops = histogram(
+        n.kind()
+        for n in graph.nodes()
+        if n.kind()
+        not in ("prim::GetAttr", "prim::Constant", "prim::ListConstruct", "prim::TupleConstruct")
+    )
     params = sum(p.numel() for p in module.parameters())
     if not params:  # frozen: the weights are tensor constants in the graph
-        params = sum(numel(n.output().type().sizes() or []) for n in graph.nodes()
-                     if n.kind() == "prim::Constant" and n.output().type().kind() == "TensorType"
-                     and n.output().type().sizes())
+        params = sum(
+            numel(n.output().type().sizes() or [])
+            for n in graph.nodes()
+            if n.kind() == "prim::Constant"
+            and n.output().type().kind() == "TensorType"
+            and n.output().type().sizes()
+        )
     info.parameters = params
     info.opset = {"archive version": version} if version else {}
     info.metadata = extra
-    info.details = {"class": module.original_name,
-                    "buffers": sum(b.numel() for b in module.buffers()),
-                    "methods": sorted(m for m in getattr(module._c, "_method_names", lambda: [])())}
+    info.details = {
+        "class": module.original_name,
+        "buffers": sum(b.numel() for b in module.buffers()),
+        "methods": sorted(m for m in getattr(module._c, "_method_names", list)()),
+    }
     return info

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 class TorchScriptRunner:
@@ -20,12 +21,13 @@ class TorchScriptRunner:
     def accepts(self, shapes: dict[str, list[int]]) -> bool:
         return True
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         from modelbuild.source.pytorch import run_torch
 
         return run_torch(self.module, feeds, self.input_names)
 
 
-def load(path: Path, options: dict[str, Any], input_names: list[str],
-         output_names: list[str]) -> TorchScriptRunner:
+def load(
+    path: Path, options: dict[str, Any], input_names: list[str], output_names: list[str]
+) -> TorchScriptRunner:
     return TorchScriptRunner(path, options, input_names)

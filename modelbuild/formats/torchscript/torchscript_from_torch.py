@@ -34,7 +34,12 @@ class TorchScriptFromTorch(Step):
         import torch
 
         from modelbuild.errors import StepError
-        from modelbuild.source.pytorch import check_forward, example_arrays, load_torch_model, to_tensors
+        from modelbuild.source.pytorch import (
+            check_forward,
+            example_arrays,
+            load_torch_model,
+            to_tensors,
+        )
 
         p = self.params(ctx)
         model = load_torch_model(ctx.params, ctx.inputs, ctx.recipe_dir)
@@ -53,9 +58,12 @@ class TorchScriptFromTorch(Step):
                 else:
                     scripted = torch.jit.script(model)
             except Exception as exc:
-                raise StepError(f"torch.jit.{p.method} failed: {str(exc).splitlines()[0][:400]}",
-                                hint="try `method: trace`" if p.method == "script"
-                                else "try `method: script` for data-dependent control flow") from exc
+                raise StepError(
+                    f"torch.jit.{p.method} failed: {str(exc).splitlines()[0][:400]}",
+                    hint="try `method: trace`"
+                    if p.method == "script"
+                    else "try `method: script` for data-dependent control flow",
+                ) from exc
             if p.freeze:
                 scripted = torch.jit.freeze(scripted.eval())
         torch.jit.save(scripted, str(ctx.output))
