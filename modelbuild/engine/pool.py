@@ -14,6 +14,7 @@ import contextlib
 import multiprocessing
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -23,6 +24,19 @@ from modelbuild.registry import FRAMEWORKS
 # Modules worth keeping a worker for (registry.FRAMEWORKS), with rough import seconds.
 IMPORT_COST = {m: f.cost for m, f in FRAMEWORKS.items()}
 HEAVY = tuple(IMPORT_COST)
+
+
+# Seconds one action may run before its worker is killed (`build --step-timeout`, the
+# recipe's `step_timeout`; 0 turns the limit off). Generous: a real conversion of a small
+# model takes seconds, one of a large model minutes; a converter that hangs never returns.
+DEFAULT_STEP_TIMEOUT = 1800.0
+
+
+def step_timeout_for(flag: float | None, recipe_data: dict[str, Any]) -> float | None:
+    """The step time limit: the command-line flag, else the recipe's, else the default;
+    None (no limit) for 0."""
+    value = flag if flag is not None else recipe_data.get("step_timeout", DEFAULT_STEP_TIMEOUT)
+    return float(value) if value else None
 
 
 def missing_cost(loaded: set[str], wants: set[str]) -> float:
@@ -36,6 +50,10 @@ class Worker:
     loaded: set[str] = field(default_factory=set)
     warming: set[str] = field(default_factory=set)  # being imported ahead of need
     job: str | None = None  # uid of the action it runs
+    deadline: float | None = None  # monotonic time its action must finish by (step timeout)
+    limit: float = 0.0  # that action's time limit, seconds
+    action: str = ""  # that action's id and step name, for the timeout message
+    step: str = ""
 
     @property
     def pid(self) -> int:
@@ -146,7 +164,13 @@ class Pool:
         return best
 
     def submit(self, w: Worker, uid: str, job: dict[str, Any]) -> None:
+        """Start ``job`` on ``w``; a ``timeout`` (seconds) in the job bounds it: past it the
+        worker is killed and the action fails (see ``wait``)."""
         w.job = uid
+        limit = job.get("timeout")
+        w.limit = float(limit) if limit else 0.0
+        w.deadline = time.monotonic() + w.limit if w.limit > 0 else None
+        w.action, w.step = str(job.get("id", uid)), str(job.get("step", "?"))
         w.conn.send(job)
 
     def prefetch(self, wants: set[str], log: str) -> bool:
@@ -167,27 +191,58 @@ class Pool:
         return True
 
     def wait(self) -> list[tuple[str, str, Any, int]]:
-        """Block until workers finish: [(uid, "ok"|"err"|"crash", payload, pid)]."""
-        busy = self.busy()
-        ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
-        out = []
-        for w in busy:
-            if w.conn not in ready and w.process.sentinel not in ready:
-                continue
-            uid, w.job = w.job, None
-            try:
-                status, payload, loaded = w.conn.recv()
-                w.loaded.update(loaded)
-                w.warming = set()
-            except (EOFError, OSError):
-                status, payload = "crash", WorkerCrashed(f"exit code {w.process.exitcode}")
-                w.process.join(timeout=5)
-                w.conn.close()
-                self.workers.remove(w)
-            assert uid is not None
-            if uid != WARM:
-                out.append((uid, status, payload, w.pid))
-        return out
+        """Block until workers finish: [(uid, "ok"|"err"|"crash", payload, pid)].
+
+        An action past its deadline has its worker killed (a converter may never return,
+        and a thread cannot be stopped) and fails with a StepError naming the limit."""
+        while True:
+            busy = self.busy()
+            deadlines = [w.deadline for w in busy if w.deadline is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout)
+            out = [
+                self._finished(w) for w in busy if w.conn in ready or w.process.sentinel in ready
+            ]
+            now = time.monotonic()
+            for w in busy:
+                if w.job is not None and w.deadline is not None and now >= w.deadline:
+                    out.append(self._expired(w))
+            done = [o for o in out if o is not None]
+            if done or not self.busy():
+                return done
+
+    def _finished(self, w: Worker) -> tuple[str, str, Any, int] | None:
+        uid, w.job, w.deadline = w.job, None, None
+        try:
+            status, payload, loaded = w.conn.recv()
+            w.loaded.update(loaded)
+            w.warming = set()
+        except (EOFError, OSError):
+            status, payload = "crash", WorkerCrashed(f"exit code {w.process.exitcode}")
+            w.process.join(timeout=5)
+            w.conn.close()
+            self.workers.remove(w)
+        assert uid is not None
+        return None if uid == WARM else (uid, status, payload, w.pid)
+
+    def _expired(self, w: Worker) -> tuple[str, str, Any, int] | None:
+        from modelbuild.errors import StepError
+
+        uid, w.job = w.job, None
+        w.process.kill()
+        w.process.join(timeout=5)
+        w.conn.close()
+        self.workers.remove(w)
+        if uid == WARM:
+            return None
+        assert uid is not None
+        err = StepError(
+            f"step {w.step} ran past its time limit of {w.limit:g} s and was stopped",
+            step=w.action,
+            hint="raise the limit with `build --step-timeout SECONDS` or the recipe's "
+            "`step_timeout`, or look in the step's log (cache logs/) for where it hung",
+        )
+        return (uid, "err", err, w.pid)
 
     def close(self) -> None:
         """Stop every worker: idle ones exit at once (see _quick_exit); one still busy

@@ -82,6 +82,13 @@ def build_schema() -> dict[str, Any]:
                 "description": "let paths in this recipe point outside its "
                 "repository (through .., absolute paths or symlinks)",
             },
+            "step_timeout": {
+                "type": "number",
+                "minimum": 0,
+                "default": 1800,
+                "description": "seconds a step may run before it is stopped and fails "
+                "(0: no limit); `build --step-timeout` overrides it",
+            },
             "output_dir": {
                 "type": "string",
                 "default": "dist",
