@@ -158,6 +158,7 @@ def _export(ctx: StepContext, p: Params) -> Any:
     import torch
 
     from modelbuild.errors import StepError
+    from modelbuild.formats.onnx.onnx_from_torch import no_mha_fastpath
     from modelbuild.parity.inputs import generate
     from modelbuild.source.pytorch import load_torch_model, to_tensors
 
@@ -181,8 +182,9 @@ def _export(ctx: StepContext, p: Params) -> Any:
     names = [s["name"] for s in p.inputs]
     args = to_tensors(generate(example_specs, 1, 0)[0], names)
     try:
-        ep = torch.export.export(model, args, dynamic_shapes=dynamic_shapes or None)
-        return ep.run_decompositions({})
+        with no_mha_fastpath(model):
+            ep = torch.export.export(model, args, dynamic_shapes=dynamic_shapes or None)
+            return ep.run_decompositions({})
     except Exception as exc:
         raise StepError(
             f"torch.export failed: {str(exc).strip().splitlines()[0][:400]}",

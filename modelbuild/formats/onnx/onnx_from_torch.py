@@ -7,7 +7,9 @@ which the dynamo exporter (torch 2.13's default) does not.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +32,7 @@ class Params:
 class OnnxFromTorch(Step):
     name = "onnx_from_torch"
     cost = 1.5
-    version = 1
+    version = 2
     tools = ("torch", "onnx")
     output = "model.onnx"
     Params = Params
@@ -66,7 +68,7 @@ class OnnxFromTorch(Step):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                with torch.no_grad():
+                with torch.no_grad(), no_mha_fastpath(model, notices):
                     torch.onnx.export(
                         model,
                         args,
@@ -100,6 +102,47 @@ class OnnxFromTorch(Step):
             raise StepError(f"the exported model is not valid ONNX: {exc}") from exc
         onnx.save(m, str(ctx.output))
         return {"opset": p.opset, "nodes": len(m.graph.node), "notices": notices}
+
+
+MHA_NOTICE = (
+    "exported with torch's fused attention fast path off "
+    "(torch.backends.mha.set_fastpath_enabled(False)): under no_grad, {mods} take a fused "
+    "kernel (aten::_transformer_encoder_layer_fwd / _native_multi_head_attention) that no "
+    "exporter knows; the plain path computes the same"
+)
+
+
+def has_mha(model: Any) -> list[str]:
+    """Names of the torch.nn attention module types in ``model`` that have a fast path."""
+    import torch
+
+    kinds = (
+        torch.nn.MultiheadAttention,
+        torch.nn.TransformerEncoderLayer,
+        torch.nn.TransformerEncoder,
+    )
+    modules = model.modules() if isinstance(model, torch.nn.Module) else []
+    return sorted({type(m).__name__ for m in modules if isinstance(m, kinds)})
+
+
+@contextlib.contextmanager
+def no_mha_fastpath(model: Any, notices: list[str] | None = None) -> Iterator[None]:
+    """Run the block with torch's MHA fast path off when ``model`` has modules that take it
+    (export, trace and the reference then see the same plain math); says so in ``notices``."""
+    import torch
+
+    kinds = has_mha(model)
+    if not kinds:
+        yield
+        return
+    if notices is not None:
+        notices.append(MHA_NOTICE.format(mods="/".join(f"nn.{k}" for k in kinds)))
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
 
 
 def _sync_bn_to_bn(model: Any, notices: list[str]) -> Any:

@@ -23,7 +23,7 @@ class Params:
 class TorchScriptFromTorch(Step):
     name = "torchscript_from_torch"
     cost = 1.2
-    version = 1
+    version = 2
     tools = ("torch",)
     output = "model.pt"
     Params = Params
@@ -34,6 +34,7 @@ class TorchScriptFromTorch(Step):
         import torch
 
         from modelbuild.errors import StepError
+        from modelbuild.formats.onnx.onnx_from_torch import no_mha_fastpath
         from modelbuild.source.pytorch import (
             check_forward,
             example_arrays,
@@ -47,7 +48,8 @@ class TorchScriptFromTorch(Step):
         arrays = example_arrays(p.inputs)
         check_forward(model, arrays, names)
         args = to_tensors(arrays, names)
-        with warnings.catch_warnings():
+        notices: list[str] = []
+        with warnings.catch_warnings(), no_mha_fastpath(model, notices):
             warnings.simplefilter("ignore")
             try:
                 if isinstance(model, torch.jit.ScriptModule):
@@ -67,7 +69,7 @@ class TorchScriptFromTorch(Step):
             if p.freeze:
                 scripted = torch.jit.freeze(scripted.eval())
         torch.jit.save(scripted, str(ctx.output))
-        return {"method": p.method}
+        return {"method": p.method, "notices": notices}
 
 
 STEP = TorchScriptFromTorch()

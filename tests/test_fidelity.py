@@ -1,0 +1,172 @@
+"""The field's known fixes on real architecture patterns: the fp16 Cast problem, torch's
+MHA fast path, meaningful verification inputs, true hints."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelbuild.errors import StepError
+from modelbuild.step import StepContext
+from tests.conftest import build_json, statuses
+
+
+def _cast_model(path: Path) -> None:
+    """An attention-mask pattern: int64 mask → Cast(to=FLOAT) → Mul with float data.
+    onnxconverter-common retypes the Cast's output to float16 but keeps to=FLOAT."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Cast", ["mask"], ["mf"], to=T.FLOAT, name="cast0"),
+        helper.make_node("Mul", ["x", "mf"], ["xm"], name="mul0"),
+        helper.make_node("Relu", ["xm"], ["y"], name="relu0"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "mask",
+        [
+            helper.make_tensor_value_info("x", T.FLOAT, [2, 4]),
+            helper.make_tensor_value_info("mask", T.INT64, [2, 4]),
+        ],
+        [helper.make_tensor_value_info("y", T.FLOAT, [2, 4])],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+
+
+def _fp16_ctx(tmp_path: Path, src: Path) -> StepContext:
+    work = tmp_path / "work"
+    work.mkdir()
+    return StepContext(
+        inputs={"model": src},
+        params={},
+        output=tmp_path / "out.onnx",
+        workdir=work,
+        log=logging.getLogger("test.fp16"),
+        recipe_dir=tmp_path,
+        cache_dir=tmp_path,
+    )
+
+
+def test_fp16_survives_the_cast_problem_loads_and_says_what_it_did(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from modelbuild.formats.onnx.onnx_fp16 import STEP
+
+    src = tmp_path / "cast.onnx"
+    _cast_model(src)
+    ctx = _fp16_ctx(tmp_path, src)
+    meta = STEP.run(ctx)
+    assert meta["method"] != "onnxconverter-common"  # its plain result does not load
+    assert meta["rejected"][0].startswith("onnxconverter-common")
+    assert any("Cast problem" in n or "Casts to float" in n for n in meta["notices"])
+    sess = ort.InferenceSession(str(ctx.output), providers=["CPUExecutionProvider"])
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    mask = np.array([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=np.int64)
+    (y,) = sess.run(None, {"x": x, "mask": mask})
+    np.testing.assert_allclose(y, np.maximum(x * mask, 0), atol=1e-3)
+
+
+def test_fp16_conversions_run_under_a_time_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelbuild.formats.onnx import onnx_fp16
+
+    src = tmp_path / "cast.onnx"
+    _cast_model(src)
+    monkeypatch.setattr(onnx_fp16, "ATTEMPT_SECONDS", 0.01)
+    with pytest.raises(StepError) as info:
+        onnx_fp16.STEP.run(_fp16_ctx(tmp_path, src))
+    assert "did not finish in 0.01 s" in info.value.render()
+
+
+ENCODER = '''
+import torch
+
+
+class TinyEncoder(torch.nn.Module):
+    """nn.TransformerEncoder, which under no_grad takes torch's fused fast path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+'''
+
+
+def _encoder_recipe(folder: Path, targets: dict[str, Any]) -> None:
+    import torch
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny_encoder.py").write_text(ENCODER)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_encoder", folder / "tiny_encoder.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    torch.save(mod.TinyEncoder().state_dict(), folder / "model.pt")
+    recipe = {
+        "modelbuild": 1,
+        "name": "tiny-encoder",
+        "source": {
+            "framework": "pytorch",
+            "model": "tiny_encoder:TinyEncoder",
+            "checkpoint": "model.pt",
+        },
+        # static shapes: the exported graph bakes batch x heads into a Reshape
+        "inputs": {"x": {"shape": [2, 8, 16], "range": [-1.0, 1.0]}},
+        "outputs": ["y"],
+        "targets": targets,
+    }
+    (folder / "model.build.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+def test_transformer_encoder_exports_with_the_mha_fast_path_off(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    folder = tmp_path / "enc"
+    _encoder_recipe(
+        folder,
+        {
+            "onnx": {"format": "onnx", "precision": "fp32"},
+            "torchscript": {"format": "torchscript", "method": "trace"},
+        },
+    )
+    result = build_json(folder, "-j", "1")
+    st = statuses(result)
+    assert st["onnx_from_torch"] == "built" and st["torchscript_from_torch"] == "built"
+    assert result["ok"], result
+    assert all(t["verified"] for t in result["targets"].values())
+    notes = {a["id"]: a.get("notices", []) for a in result["actions"]}
+    assert any("fast path off" in n for n in notes["onnx_from_torch"])
+    assert any("fast path off" in n for n in notes["torchscript_from_torch"])
+
+
+def test_the_mha_notice_is_only_given_for_models_with_such_modules() -> None:
+    import torch
+
+    from modelbuild.formats.onnx.onnx_from_torch import no_mha_fastpath
+
+    notices: list[str] = []
+    with no_mha_fastpath(torch.nn.Linear(2, 2), notices):
+        assert torch.backends.mha.get_fastpath_enabled()
+    assert notices == []
+    mha = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+    with no_mha_fastpath(mha, notices):
+        assert not torch.backends.mha.get_fastpath_enabled()
+    assert torch.backends.mha.get_fastpath_enabled()  # restored
+    assert len(notices) == 1 and "nn.MultiheadAttention" in notices[0]
