@@ -170,3 +170,61 @@ def test_the_mha_notice_is_only_given_for_models_with_such_modules() -> None:
         assert not torch.backends.mha.get_fastpath_enabled()
     assert torch.backends.mha.get_fastpath_enabled()  # restored
     assert len(notices) == 1 and "nn.MultiheadAttention" in notices[0]
+
+
+def test_attention_masks_are_right_padded_with_a_real_token_in_every_row() -> None:
+    from modelbuild.parity.inputs import generate
+
+    specs = [
+        {"name": "ids", "shape": [8, 12], "dtype": "int64", "range": [0, 127],
+         "dynamic": {"0": "batch", "1": "seq"}},
+        {"name": "mask", "shape": [8, 12], "dtype": "int64", "kind": "attention_mask",
+         "dynamic": {"0": "batch", "1": "seq"}},
+    ]  # fmt: skip
+    sets = generate(specs, 4, seed=0)
+    lengths = set()
+    for s in sets:
+        mask = s["mask"]
+        assert mask.dtype == np.int64 and set(np.unique(mask)) <= {0, 1}
+        assert (mask.sum(axis=-1) >= 1).all(), "a fully masked row"
+        for row in mask:  # right-padded: ones, then zeros
+            n = int(row.sum())
+            assert (row[:n] == 1).all() and (row[n:] == 0).all()
+            lengths.add((len(row), n))
+        assert mask[0].all()  # one row unpadded
+    assert any(n < length for length, n in lengths), "no padding exercised"
+
+
+def test_generated_integers_stay_inside_the_declared_inclusive_range() -> None:
+    from modelbuild.parity.inputs import generate
+
+    spec = {"name": "ids", "shape": [64, 64], "dtype": "int64", "range": [3, 9]}
+    (s,) = generate([spec], 1, seed=0)
+    assert s["ids"].min() == 3 and s["ids"].max() == 9  # both ends drawn, nothing past them
+    # without a range, integers are 0/1 (the documented default), never 2
+    (d,) = generate([{"name": "flag", "shape": [64, 64], "dtype": "int32"}], 1, seed=0)
+    assert set(np.unique(d["flag"])) == {0, 1}
+
+
+def test_kind_is_a_recipe_key(tmp_path: Path) -> None:
+    import yaml
+
+    from modelbuild.errors import RecipeError
+    from modelbuild.recipe.load import load_recipe
+
+    recipe = {
+        "modelbuild": 1,
+        "name": "m",
+        "source": {"framework": "onnx", "model": "m.onnx"},
+        "inputs": {"mask": {"shape": [1, 4], "dtype": "int64", "kind": "attention_mask"}},
+        "targets": {"onnx": {"format": "onnx"}},
+    }
+    (tmp_path / "m.onnx").write_bytes(b"")
+    path = tmp_path / "model.build.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert load_recipe(path).inputs["mask"].kind == "attention_mask"
+    recipe["inputs"]["mask"]["kind"] = "padding"  # type: ignore[index]
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert "inputs.mask.kind" in info.value.render()

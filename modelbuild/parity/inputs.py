@@ -57,13 +57,31 @@ def shapes_for(specs: list[dict[str, Any]], variant: int) -> dict[str, list[int]
 
 
 def random_array(spec: dict[str, Any], shape: list[int], rng: np.random.Generator) -> NDArray[Any]:
+    """Values for one input: uniform in the declared ``range`` (both ends included for
+    integer dtypes, as the recipe documents; default [0, 1]), or a mask (``kind``)."""
     dtype = spec.get("dtype", "float32")
-    lo, hi = spec.get("range") or ((0.0, 1.0) if "float" in dtype else (0, 2))
+    if spec.get("kind") == "attention_mask":
+        return padded_mask(shape, rng).astype(np_dtype(dtype))
+    lo, hi = spec.get("range") or ((0.0, 1.0) if "float" in dtype else (0, 1))
     if dtype == "bool":
         return rng.integers(0, 2, size=shape).astype(np.bool_)
     if "float" in dtype:
         return rng.uniform(lo, hi, size=shape).astype(np.float32).astype(np_dtype(dtype))
-    return rng.integers(int(lo), int(hi) + 1, size=shape).astype(np_dtype(dtype))
+    return rng.integers(int(lo), int(hi), size=shape, endpoint=True).astype(np_dtype(dtype))
+
+
+def padded_mask(shape: list[int], rng: np.random.Generator) -> NDArray[Any]:
+    """Right-padded 0/1 masks along the last axis: each row keeps 1..S real tokens (the
+    first row all S), so no row is fully masked and padding is exercised."""
+    if not shape:
+        return np.ones((), dtype=np.int64)
+    seq = shape[-1]
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    lengths = rng.integers(1, seq, size=rows, endpoint=True) if seq else np.zeros(rows)
+    if rows:
+        lengths[0] = seq
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
+    return mask.reshape(shape)
 
 
 def generate(specs: list[dict[str, Any]], samples: int, seed: int) -> list[dict[str, NDArray[Any]]]:

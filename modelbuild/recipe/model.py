@@ -57,9 +57,16 @@ class InputSpec:
     )
     range: list[float] | None = field(
         None,
-        description="[low, high] of generated values (inclusive for integer dtypes)",
+        description="[low, high] of generated values, both included for integer dtypes "
+        "(token ids of a vocabulary of N: [0, N-1]); default [0, 1]",
         minItems=2,
         maxItems=2,
+    )
+    kind: Literal["values", "attention_mask"] = field(
+        "values",
+        description="values: random in `range`; attention_mask: right-padded 0/1 rows along "
+        "the last axis, each with at least one real token (random masks can mask a whole "
+        "row, where outputs mean nothing)",
     )
 
 
