@@ -160,7 +160,7 @@ class Planner:
                 "framework": s.framework,
                 "model": s.model,
                 "args": s.args,
-                "strict": s.strict,
+                **s.load_options(),
                 "trust_pickle": s.trust_pickle,
                 "checkpoint": bool(s.checkpoint),
             },

@@ -559,7 +559,7 @@ def build(
             on_publish(name, str(path))
     ok = all(t.ok for t in tres.values()) and all(r.status in ("built", "cached") for r in results)
     with cache.lock(f"lockfile-{digest_json(str(recipe.path))[:24]}"):
-        update_lock(recipe, plan, tres)
+        update_lock(recipe, plan, tres, eng.results)
     eng.state.save()
     cache.stat.save()
     return BuildResult(

@@ -23,11 +23,12 @@ class Reference(Step):
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         from modelbuild.parity.inputs import load_sets, save_sets
-        from modelbuild.source.pytorch import check_forward, load_torch_model, run_torch
+        from modelbuild.source.pytorch import check_forward, load_meta, load_torch_model, run_torch
 
         p = ctx.params
         names = [s["name"] for s in p["inputs"]]
         sets = load_sets(ctx.inputs["inputs"])
+        meta: dict[str, Any] = {}
         if p["source"]["framework"] == "onnx":
             from modelbuild.formats.runtime import load_runner
 
@@ -40,6 +41,7 @@ class Reference(Step):
 
             torch.manual_seed(0)
             model = load_torch_model(p, ctx.inputs, ctx.recipe_dir)
+            meta = load_meta(model)  # the digest of the state applied, what was not loaded
             # the plain attention path, as the exports run it (see onnx_from_torch)
             with no_mha_fastpath(model):
                 check_forward(model, sets[0], names)
@@ -54,7 +56,7 @@ class Reference(Step):
                 hint="make `outputs` list one name per model output",
             )
         save_sets(ctx.output, [dict(zip(out_names, o, strict=False)) for o in outs])
-        return {"outputs": out_names}
+        return {"outputs": out_names, **meta}
 
 
 STEP = Reference()

@@ -26,9 +26,30 @@ class Source:
     )
     args: dict[str, Any] = field({}, description="keyword arguments for the callable")
     checkpoint: str | None = field(
-        None, description=".safetensors, or .pt/.pth state_dict loaded with weights_only=True"
+        None,
+        description=".safetensors, or .pt/.pth state_dict loaded with weights_only=True; "
+        "training checkpoints ({state_dict: ...}, {model_state_dict: ...}, {model: ...}) and "
+        "DDP/torch.compile key prefixes are understood",
     )
-    strict: bool = field(True, description="require the checkpoint's keys to match the model's")
+    checkpoint_key: str | None = field(
+        None,
+        description="the entry of the checkpoint's dict that holds the model's state "
+        "(default: found: state_dict, model_state_dict or model)",
+    )
+    strip_prefix: str | None = field(
+        None,
+        description="a prefix to remove from the checkpoint's keys (module. and _orig_mod. "
+        "are removed without it)",
+    )
+    allow_missing: list[str] = field(
+        [],
+        description="globs of model tensors the checkpoint may leave at their initial values "
+        "(e.g. 'head.*'); any other tensor not loaded is an error",
+    )
+    allow_unexpected: list[str] = field(
+        [],
+        description="globs of checkpoint tensors the model may leave unused; any other is an error",
+    )
     code: list[str] = field(
         [],
         description="files/folders whose bytes enter the key (default: the module file of `model`)",
@@ -38,6 +59,24 @@ class Source:
         description="allow a .pt/.pth checkpoint that needs full "
         "pickle (can run code): only for files you trust",
     )
+
+    def load_options(self) -> dict[str, Any]:
+        """How the checkpoint is applied: step params, so they enter the key."""
+        return {
+            "checkpoint_key": self.checkpoint_key,
+            "strip_prefix": self.strip_prefix,
+            "allow_missing": list(self.allow_missing),
+            "allow_unexpected": list(self.allow_unexpected),
+        }
+
+
+# Keys a recipe may no longer use → what to write instead (the schema rejects them; this
+# is the hint its error carries).
+REMOVED_KEYS: dict[tuple[str, ...], str] = {
+    ("source", "strict"): "`strict` was removed: a partial load no longer passes silently. "
+    "Name the model tensors that may stay at init in `source.allow_missing: [glob, ...]` and "
+    "checkpoint tensors the model does not use in `source.allow_unexpected: [glob, ...]`",
+}
 
 
 @dataclass(frozen=True)

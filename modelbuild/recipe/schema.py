@@ -9,7 +9,7 @@ from typing import Any
 
 from modelbuild.errors import RecipeError
 from modelbuild.params import schema_of
-from modelbuild.recipe.model import InputSpec, Source, Verify
+from modelbuild.recipe.model import REMOVED_KEYS, InputSpec, Source, Verify
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "model.build.schema.json"
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -153,6 +153,7 @@ def validate(data: Any, positions: dict[tuple[str, ...], Any], file: str) -> Non
             hint = (
                 f"did you mean '{close}'? " if close else ""
             ) + f"allowed keys: {', '.join(allowed)}"
+            hint = REMOVED_KEYS.get(path, hint)
     elif err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         msg = f"missing required key '{missing}'"

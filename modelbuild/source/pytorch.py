@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from modelbuild.errors import SourceError
 from modelbuild.parity.inputs import generate
+from modelbuild.source.checkpoint import LoadReport, apply_checkpoint, state_digest
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -39,41 +41,21 @@ def _import_callable(spec: str, recipe_dir: Path) -> Any:
     return obj
 
 
-def load_state_dict(path: Path, trust_pickle: bool) -> dict[str, Any]:
-    import torch
+# model → what its load applied; read by the steps through ``load_meta``
+_REPORTS: weakref.WeakKeyDictionary[Any, LoadReport] = weakref.WeakKeyDictionary()
 
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
 
-        try:
-            return dict(load_file(str(path)))
-        except Exception as exc:
-            raise SourceError(f"cannot read checkpoint {path.name}: {exc}") from exc
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if (
-            "weights_only" in str(exc)
-            or "Unsupported global" in str(exc)
-            or type(exc).__name__ == "UnpicklingError"
-        ):
-            if not trust_pickle:
-                raise SourceError(
-                    f"checkpoint {path.name} needs full pickle to load, which can run arbitrary "
-                    "code; refused",
-                    hint="re-save it as .safetensors or a plain state_dict, or set "
-                    "`source.trust_pickle: true` if you trust the file",
-                ) from None
-            obj = torch.load(str(path), map_location="cpu", weights_only=False)
-        else:
-            raise SourceError(f"cannot read checkpoint {path.name}: {exc}") from exc
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]  # Lightning and many training loops wrap it
-    if hasattr(obj, "state_dict") and not isinstance(obj, dict):
-        obj = obj.state_dict()
-    if not isinstance(obj, dict):
-        raise SourceError(f"checkpoint {path.name} holds a {type(obj).__name__}, not a state_dict")
-    return obj
+def load_report(model: Any) -> LoadReport | None:
+    return _REPORTS.get(model)
+
+
+def load_meta(model: Any) -> dict[str, Any]:
+    """Step metadata of a loaded model: ``source_state`` (digest of the state applied, what
+    was not loaded) and the load's ``notices``."""
+    r = _REPORTS.get(model)
+    if r is None:
+        return {}
+    return {"source_state": r.meta(), "notices": list(r.notices)}
 
 
 def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir: Path) -> Any:
@@ -82,7 +64,9 @@ def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir
 
     src = params["source"]
     if src["framework"] == "torchscript":
-        return torch.jit.load(str(inputs["model_file"]), map_location="cpu").eval()
+        ts = torch.jit.load(str(inputs["model_file"]), map_location="cpu").eval()
+        _REPORTS[ts] = LoadReport(state_digest=state_digest(ts), tensors=len(ts.state_dict()))
+        return ts
     factory = _import_callable(src["model"], recipe_dir)
     # Weights the checkpoint does not set (or all, without one) must be the same in
     # every worker: the reference and the export run in different processes.
@@ -98,40 +82,12 @@ def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir
             f"{src['model']} returned a {type(model).__name__}, not a torch.nn.Module"
         )
     if "checkpoint" in inputs:
-        sd = load_state_dict(inputs["checkpoint"], bool(src.get("trust_pickle")))
-        own = model.state_dict()
-        wrong = [
-            f"{k} {list(v.shape)} in the checkpoint, {list(own[k].shape)} in the model"
-            for k, v in sd.items()
-            if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)
-        ]
-        if wrong:
-            raise SourceError(
-                "the checkpoint does not match the model: shape mismatch for "
-                + "; ".join(wrong[:10])
-                + (f" (+{len(wrong) - 10} more)" if len(wrong) > 10 else ""),
-                hint="check `source.args` (layer sizes) against the checkpoint",
-            )
-        result = model.load_state_dict(sd, strict=False)
-        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-        if (missing or unexpected) and src.get("strict", True):
-            parts = []
-            if missing:
-                parts.append(
-                    f"missing keys: {', '.join(missing[:10])}"
-                    + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
-                )
-            if unexpected:
-                parts.append(
-                    f"unexpected keys: {', '.join(unexpected[:10])}"
-                    + (f" (+{len(unexpected) - 10} more)" if len(unexpected) > 10 else "")
-                )
-            raise SourceError(
-                "the checkpoint does not match the model: " + "; ".join(parts),
-                hint="check `source.args` and the checkpoint, or set "
-                "`source.strict: false` to load what matches",
-            )
-    return model.eval()
+        report = apply_checkpoint(model, inputs["checkpoint"], src)
+    else:
+        report = LoadReport(state_digest=state_digest(model), tensors=len(model.state_dict()))
+    model = model.eval()
+    _REPORTS[model] = report
+    return model
 
 
 def example_arrays(specs: list[dict[str, Any]], seed: int = 0) -> dict[str, NDArray[Any]]:

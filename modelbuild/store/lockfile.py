@@ -1,4 +1,7 @@
-"""model.build.lock: per target its key, digest, size, tools and parity figures.
+"""model.build.lock: per target its key, digest, size, tools, parity figures and `source`:
+the digest of the model state the checkpoint load applied (`state_digest`) with the tensors
+not loaded from it (`missing`, `unexpected`, allowed by the recipe's globs) and those filled
+through weight ties (`tied`).
 
 Stable order (sorted keys, fixed indent) so diffs are meaningful in review. The
 file is rewritten only when its content changes.
@@ -37,7 +40,31 @@ def _round(obj: Any) -> Any:
     return obj
 
 
-def update_lock(recipe: Any, plan: Any, results: dict[str, Any]) -> bool:
+def source_state(plan: Any, tp: Any, actions: dict[str, Any]) -> dict[str, Any] | None:
+    """What the source load applied (``source_state`` of a step's metadata) for one target:
+    from the step that made the artifact's chain, else from the parity reference."""
+    stack, seen = [tp.artifact, *([tp.verify] if tp.verify else [])], set()
+    order: list[str] = []
+    while stack:  # depth-first from the artifact: its own export comes before the reference
+        uid = stack.pop(0)
+        if uid in seen or uid not in plan.actions:
+            continue
+        seen.add(uid)
+        order.append(uid)
+        stack[:0] = plan.actions[uid].deps
+    for uid in order:
+        r = actions.get(uid)
+        state = (getattr(r, "meta", None) or {}).get("source_state")
+        if state:
+            return dict(state)
+    return None
+
+
+def update_lock(
+    recipe: Any, plan: Any, results: dict[str, Any], actions: dict[str, Any] | None = None
+) -> bool:
+    """Rewrite the lock from a build's target results; ``actions`` (uid → action result)
+    gives each target's ``source`` entry: what the checkpoint load applied."""
     old = read_lock(recipe)
     targets = dict(old.get("targets", {}))
     for name in list(targets):
@@ -60,6 +87,7 @@ def update_lock(recipe: Any, plan: Any, results: dict[str, Any]) -> bool:
                 "tools": r.tools,
                 "verified": r.verified,
                 "parity": r.parity,
+                **({"source": src} if (src := source_state(plan, tp, actions or {})) else {}),
             }
         )
     new = {"modelbuild": 1, "recipe": recipe.name, "targets": targets}

@@ -47,13 +47,15 @@ class OnnxFromTorch(Step):
         from modelbuild.source.pytorch import (
             check_forward,
             example_arrays,
+            load_meta,
             load_torch_model,
             to_tensors,
         )
 
         p = self.params(ctx)
         model = load_torch_model(ctx.params, ctx.inputs, ctx.recipe_dir)
-        notices: list[str] = []
+        loaded = load_meta(model)  # the digest of the state applied, what was not loaded
+        notices: list[str] = loaded.pop("notices", [])
         model = _sync_bn_to_bn(model, notices)
         names = [s["name"] for s in p.inputs]
         arrays = example_arrays(p.inputs)
@@ -101,7 +103,7 @@ class OnnxFromTorch(Step):
         except onnx.checker.ValidationError as exc:
             raise StepError(f"the exported model is not valid ONNX: {exc}") from exc
         onnx.save(m, str(ctx.output))
-        return {"opset": p.opset, "nodes": len(m.graph.node), "notices": notices}
+        return {"opset": p.opset, "nodes": len(m.graph.node), "notices": notices, **loaded}
 
 
 MHA_NOTICE = (
