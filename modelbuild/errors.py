@@ -4,13 +4,14 @@
     ├── RecipeError                 bad recipe: file, line, column, key path, fix
     ├── UsageError                  bad command line (unknown target, ...)
     ├── PlanError                   a recipe that cannot be planned (format/precision
-    │                               pair no converter supports, missing toolchain)
-    ├── MissingToolchainError       an optional extra is not installed
+    │   │                           pair no converter supports)
+    │   └── MissingToolchainError   an optional extra is not installed
     ├── SourceError                 the source model cannot be loaded
     ├── CacheError                  a corrupt cache entry (treated as a miss)
     └── BuildFailure                exit code 1
         ├── StepError               a converter step raised or crashed
-        └── ParityError             an artifact's outputs differ from the source's
+        │   └── ParityError         an artifact's outputs differ from the source's
+        └── LockMismatchError       --locked: the build would change model.build.lock
 
 Third-party errors are wrapped with ``raise StepError(...) from exc`` so a user
 never sees a bare traceback from a converter.
@@ -164,3 +165,16 @@ class ParityError(StepError):
     ) -> None:
         super().__init__(message, step=step)
         self.report = report or {}
+
+
+class LockMismatchError(BuildFailure):
+    """``build --locked`` / ``plan --check``: the build would change model.build.lock."""
+
+    def __init__(self, diffs: list[Any], *, result: Any = None) -> None:
+        lines = "\n  ".join(str(d) for d in diffs)
+        super().__init__(
+            f"the build would change model.build.lock:\n  {lines}",
+            hint="run `modelbuild build` without --locked and commit model.build.lock",
+        )
+        self.diffs = diffs
+        self.result = result

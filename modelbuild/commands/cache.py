@@ -21,11 +21,17 @@ def add_parser(sub: Any, recipe_arg: Callable[[Any], None]) -> None:
         ("gc", "remove what no model.build.lock needs"),
     ):
         sp = cs.add_parser(name, help=help_)
-        sp.add_argument("--json", action="store_true")
+        sp.add_argument("--json", action="store_true", help="print one JSON object")
         if name == "gc":
-            sp.add_argument("--max-size", default=None, help="e.g. 10G")
-            sp.add_argument("--max-age", default=None, help="e.g. 30d, 12h")
-            sp.add_argument("--dry-run", action="store_true")
+            sp.add_argument(
+                "--max-size", default=None, help="shrink the cache below this size, e.g. 10G"
+            )
+            sp.add_argument(
+                "--max-age", default=None, help="remove entries older than this, e.g. 30d, 12h"
+            )
+            sp.add_argument(
+                "--dry-run", action="store_true", help="say what would go, remove nothing"
+            )
             sp.add_argument(
                 "--repo",
                 default=None,
@@ -86,8 +92,8 @@ def run(args: Any) -> int:
     rep2 = ca.gc(
         cache,
         Path(args.repo).resolve() if args.repo else repo,
-        ca.parse_size(args.max_size) if args.max_size else None,
-        ca.parse_age(args.max_age) if args.max_age else None,
+        _parsed(ca.parse_size, "--max-size", args.max_size, "10G, 500M, 2T or a byte count"),
+        _parsed(ca.parse_age, "--max-age", args.max_age, "30d, 12h, 90m, 2w or seconds"),
         args.dry_run,
     )
     if args.json:
@@ -99,3 +105,18 @@ def run(args: Any) -> int:
             f"({rep2.freed / 1e6:.2f} MB); kept {rep2.kept_for_locks} entries that lock files need"
         )
     return 0
+
+
+def _parsed(parse: Callable[[str], Any], flag: str, text: str | None, forms: str) -> Any:
+    """A gc limit, or None; a value it cannot read is a usage error (exit 2)."""
+    if text is None:
+        return None
+    from modelbuild.errors import UsageError
+
+    try:
+        value = parse(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is not a size/age", hint=f"write e.g. {forms}") from None
+    if value < 0:
+        raise UsageError(f"{flag} must not be negative", hint=f"write e.g. {forms}")
+    return value

@@ -1,5 +1,10 @@
-"""The `modelbuild` command line. Imports stay light: argparse, the recipe
-loader and the planner; rich only when there is work to show."""
+"""The `modelbuild` command line: a thin layer over ``modelbuild.api``. Imports stay
+light: argparse, the recipe loader and the planner; rich only when there is work to show.
+
+Exit codes: 0 ok, 1 a step, a parity check or a lock check failed (or a target cannot be
+built), 2 bad recipe or usage. With ``--json`` every command prints one JSON object, on
+failure ``{"ok": false, "errors": [{"file", "line", "column", "path", "message", "hint"}]}``.
+"""
 
 from __future__ import annotations
 
@@ -8,69 +13,126 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from modelbuild import __version__
-from modelbuild.errors import ModelBuildError, UsageError
+from modelbuild.errors import LockMismatchError, ModelBuildError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as JSON when ``--json`` is on the command line."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.json_errors:
+            from modelbuild.commands.errjson import failure
+
+            print(json.dumps(failure([UsageError(f"{self.prog}: {message}")]), indent=1))
+            sys.exit(EXIT_USAGE)
+        super().error(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="modelbuild",
         description="Build, verify and cache model artifacts from model.build.yaml.",
     )
     p.add_argument("--version", action="version", version=f"modelbuild {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def recipe_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-f", "--file", help="recipe (default: ./model.build.yaml)")
 
+    def targets_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "targets", nargs="*", metavar="TARGET", help="targets of the recipe (default: all)"
+        )
+
+    def jobs_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "-j",
+            "--jobs",
+            type=int,
+            default=None,
+            help="parallel worker processes (default: number of cores)",
+        )
+
+    def json_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--json", action="store_true", help="print one JSON object (also on failure)"
+        )
+
     b = sub.add_parser("build", help="build targets (default: all)")
     recipe_arg(b)
-    b.add_argument("targets", nargs="*", metavar="TARGET")
-    b.add_argument(
-        "-j",
-        "--jobs",
-        type=int,
-        default=None,
-        help="parallel worker processes (default: number of cores)",
-    )
+    targets_arg(b)
+    jobs_arg(b)
     b.add_argument("--force", action="store_true", help="ignore the cache and rebuild")
     b.add_argument("--dry-run", "-n", action="store_true", help="say what would run, run nothing")
     b.add_argument(
         "--keep-going", "-k", action="store_true", help="build what can be built after a failure"
     )
-    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument(
+        "--locked",
+        action="store_true",
+        help="CI: fail (exit 1) when any key, digest or tool version would differ from "
+        "model.build.lock; the lock is left unchanged",
+    )
+    json_arg(b)
+    b.add_argument(
+        "--step-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop a step that runs longer (default: the recipe's step_timeout, else 1800; "
+        "0: no limit)",
+    )
     b.add_argument("-v", "--verbose", action="store_true", help="list cached actions too")
 
     ve = sub.add_parser(
         "verify", help="re-run the parity check; table of max abs/rel error, cosine"
     )
     recipe_arg(ve)
-    ve.add_argument("targets", nargs="*", metavar="TARGET")
-    ve.add_argument("-j", "--jobs", type=int, default=None)
-    ve.add_argument("--json", action="store_true")
+    targets_arg(ve)
+    jobs_arg(ve)
+    json_arg(ve)
 
-    pl = sub.add_parser("plan", help="what would run, and why")
+    pl = sub.add_parser("plan", help="what would run, and why (exit 1: a target cannot be built)")
     recipe_arg(pl)
-    pl.add_argument("targets", nargs="*", metavar="TARGET")
-    pl.add_argument("--json", action="store_true")
+    targets_arg(pl)
+    pl.add_argument(
+        "--check",
+        action="store_true",
+        help="CI: exit 1 when a key, digest or tool version differs from model.build.lock",
+    )
+    json_arg(pl)
 
     g = sub.add_parser("graph", help="the build DAG")
     recipe_arg(g)
-    g.add_argument("--format", choices=["text", "dot", "mermaid", "png", "svg"], default="text")
-    g.add_argument("-o", "--output", help="file for --format png/svg (default: graph.FORMAT)")
-
-    v = sub.add_parser("validate", help="check recipes against the schema (for pre-commit)")
-    v.add_argument("files", nargs="*", metavar="FILE")
+    g.add_argument(
+        "--format",
+        choices=["text", "dot", "mermaid", "png", "svg"],
+        default="text",
+        help="text (default), Graphviz dot, Mermaid, or a drawn png/svg",
+    )
+    g.add_argument(
+        "-o",
+        "--output",
+        help="write to this file (default: stdout; graph.FORMAT for png/svg)",
+    )
 
     sub.add_parser("schema", help="print the recipe JSON Schema")
 
-    i = sub.add_parser("init", help="write a starter model.build.yaml")
-    i.add_argument("--name", default=None)
-    i.add_argument("--framework", choices=["pytorch", "onnx", "torchscript"], default="pytorch")
+    i = sub.add_parser("init", help="write a starter model.build.yaml (and a .gitignore)")
+    i.add_argument("--name", default=None, help="the recipe's name (default: the folder's name)")
+    i.add_argument(
+        "--framework",
+        choices=["pytorch", "onnx", "torchscript"],
+        default="pytorch",
+        help="the source's framework (default: pytorch)",
+    )
     i.add_argument("--force", action="store_true", help="overwrite an existing recipe")
 
     c = sub.add_parser("clean", help="remove the recipe's published artifacts (and --cache)")
@@ -84,10 +146,12 @@ def _parser() -> argparse.ArgumentParser:
 # Commands that live in their own modules: each defines NAME, add_parser(sub, recipe_arg)
 # and run(args) -> int. Imported only to build the parser (keep their imports light).
 COMMAND_MODULES: list[str] = [
+    "modelbuild.commands.validate",
     "modelbuild.commands.cache",
     "modelbuild.commands.bench",
     "modelbuild.commands.report",
     "modelbuild.commands.inspect",
+    "modelbuild.commands.completion",
 ]
 
 
@@ -98,17 +162,34 @@ def _command_modules() -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _Parser.json_errors = "--json" in argv
     args = _parser().parse_args(argv)
     if not args.command:
         _parser().print_help()
         return EXIT_USAGE
+    as_json = bool(getattr(args, "json", False))
     try:
         if args.command in COMMANDS:
             return int(COMMANDS[args.command](args))
         mod = next(m for m in _command_modules() if args.command == m.NAME)
         return int(mod.run(args))
     except ModelBuildError as exc:
-        print(f"error: {exc.render()}", file=sys.stderr)
+        if as_json:
+            from modelbuild.commands.errjson import build_errors, failure
+
+            extra: dict[str, Any] = {}
+            result = getattr(exc, "result", None)
+            if isinstance(exc, LockMismatchError):
+                extra["lock"] = [d.to_json() for d in exc.diffs]
+                if result is not None:
+                    extra.update({k: v for k, v in result.to_json().items() if k != "ok"})
+            out = failure([exc], **extra)
+            if result is not None:
+                out["errors"].extend(build_errors(result))
+            print(json.dumps(out, indent=1))
+        else:
+            print(f"error: {exc.render()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -120,10 +201,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def cache_for(recipe: Any) -> Any:
     """The cache: MODELBUILD_CACHE, else cache/ at the recipe's repository root."""
-    from modelbuild.recipe.paths import repo_root
-    from modelbuild.store.cache import Cache, default_cache_dir
+    from modelbuild.api import cache_for as _cache_for
 
-    return Cache(default_cache_dir(repo_root(recipe.dir)))
+    return _cache_for(recipe)
+
+
+def select_targets(recipe: Any, names: list[str] | None) -> list[str]:
+    """The command line's targets (default: all), checked against the recipe."""
+    from modelbuild.api import select_targets as _select
+
+    return _select(recipe, names)
 
 
 def plan_for(args: Any) -> tuple[Any, Any, list[str]]:
@@ -135,50 +222,44 @@ def plan_for(args: Any) -> tuple[Any, Any, list[str]]:
     return recipe, make_plan(recipe, targets), targets
 
 
-def select_targets(recipe: Any, names: list[str] | None) -> list[str]:
-    """The command line's targets (default: all), checked against the recipe."""
-    targets = list(names or recipe.targets)
-    unknown = [t for t in targets if t not in recipe.targets]
-    if unknown:
-        raise UsageError(
-            f"unknown target(s): {', '.join(unknown)}",
-            hint=f"targets in {recipe.path.name}: {', '.join(recipe.targets)}",
-        )
-    return targets
-
-
 def cmd_build(args: Any) -> int:
-    if not (args.force or args.dry_run):
+    if not (args.force or args.dry_run or args.locked):
         fast = _fast_noop(args)
         if fast is not None:
             return fast
-    recipe, plan, targets = plan_for(args)
-    cache = cache_for(recipe)
-    if plan.errors and not args.keep_going:
-        raise next(iter(plan.errors.values()))
-    if args.dry_run:
-        return _print_plan(plan, cache, targets, args.json, force=args.force)
-    from modelbuild.engine.scheduler import build
+    from modelbuild import api
 
-    jobs = args.jobs or os.cpu_count() or 1
+    recipe = api.load_recipe(args.file)
+    if args.dry_run:
+        return _print_plan(api.plan(recipe, args.targets, force=args.force), args.json)
+    from modelbuild.engine.plan import make_plan
+
+    plan = make_plan(recipe, api.select_targets(recipe, args.targets))
     reporter = None if args.json else _make_reporter(args.verbose)
-    result = build(
-        plan,
-        cache,
-        targets,
-        jobs=jobs,
+    result = api.build(
+        recipe,
+        args.targets,
+        prepared=plan,
+        jobs=args.jobs,
         force=args.force,
         keep_going=args.keep_going,
+        locked=args.locked,
         reporter=reporter,
+        step_timeout=args.step_timeout,
     )
     if args.json:
-        print(json.dumps(result.to_json(), indent=1))
+        from modelbuild.commands.errjson import build_errors
+
+        out = result.to_json()
+        if not result.ok:
+            out["errors"] = build_errors(result)
+        print(json.dumps(out, indent=1))
     else:
         _print_summary(result)
     if result.ok and not plan.errors:
         from modelbuild.engine import fastpath as noop
 
-        noop.record(cache, plan, result, list(args.targets or []))
+        noop.record(api.cache_for(recipe), plan, result, list(args.targets or []))
     if result.ok:
         return EXIT_OK
     # Bad input found while running (a checkpoint that does not fit, inputs the model
@@ -188,7 +269,7 @@ def cmd_build(args: Any) -> int:
 
 
 def _fast_noop(args: Any) -> int | None:
-    """Answer a no-op build from the recorded state (see noop.py), or None."""
+    """Answer a no-op build from the recorded state (see engine/fastpath.py), or None."""
     from modelbuild.engine import fastpath as noop
     from modelbuild.recipe.paths import find_recipe, repo_root
     from modelbuild.store.cache import default_cache_dir
@@ -218,6 +299,8 @@ def _make_reporter(verbose: bool) -> Any:
 
 
 def _print_summary(result: Any) -> None:
+    from modelbuild.commands.progress import parity_text
+
     built = sum(1 for a in result.actions if a.status == "built")
     cached = sum(1 for a in result.actions if a.status == "cached")
     failed = [a for a in result.actions if a.status == "failed"]
@@ -229,6 +312,8 @@ def _print_summary(result: Any) -> None:
             mark = "verified" if t.verified else "not verified"
             if (t.parity or {}).get("numeric") is False:
                 mark = "spec checked; numeric parity not run on this platform"
+            elif t.verified and parity_text(t.parity):
+                mark += f": {parity_text(t.parity)}"
             print(f"  {name:<16} {t.path} ({mark})")
         else:
             first = (t.error or "failed").splitlines()
@@ -237,94 +322,66 @@ def _print_summary(result: Any) -> None:
         print(f"{built} built, {cached} cached, {len(failed)} failed, {skipped} skipped")
 
 
-def _print_plan(
-    plan: Any, cache: Any, targets: list[str], as_json: bool, force: bool = False
-) -> int:
-    from modelbuild.engine.scheduler import Engine
-
-    eng = Engine(plan, cache, force=force)
-    rows = eng.explain_plan([t for t in targets if t in plan.targets])
-    cache.stat.save()
+def _print_plan(res: Any, as_json: bool, check: bool = False) -> int:
+    """Print a PlanResult; exit 1 when a target cannot be built (or, with --check, when
+    the lock would change)."""
+    failed = bool(res.errors) or (check and bool(res.lock))
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "actions": [
-                        {
-                            "id": r.action.id,
-                            "step": r.action.step,
-                            "status": r.status,
-                            "key": r.key,
-                            "reasons": r.reasons,
-                        }
-                        for r in rows
-                    ],
-                    "unplannable": {k: v.render() for k, v in plan.errors.items()},
-                },
-                indent=1,
-            )
-        )
-        return EXIT_OK
+        out = res.to_json()
+        if failed:
+            from modelbuild.commands.errjson import error_json
+
+            out["ok"] = False
+            out["errors"] = [error_json(e, f"targets.{n}") for n, e in res.errors.items()]
+            if check:
+                out["errors"] += [error_json(str(d), f"targets.{d.target}") for d in res.lock]
+        print(json.dumps(out, indent=1))
+        return EXIT_FAILED if failed else EXIT_OK
+    rows = res.actions
     todo = [r for r in rows if r.status != "cached"]
     for r in rows:
         if r.status == "cached":
             print(f"  cached  {r.action.id}")
         else:
             print(f"  run     {r.action.id}: {'; '.join(r.reasons)}")
-    for name, err in plan.errors.items():
+    for name, err in res.errors.items():
         print(f"  cannot  {name}: {err.render()}")
     print(f"{len(todo)} to run, {len(rows) - len(todo)} cached")
-    return EXIT_OK
+    if check:
+        for d in res.lock:
+            print(f"  lock    {d}", file=sys.stderr)
+        for name in res.lock_unchecked:
+            print(
+                f"  lock    {name}: key known only after its upstream actions run "
+                "(`build --locked` checks it)"
+            )
+        if not res.lock:
+            print(
+                "model.build.lock is up to date"
+                + (
+                    f" ({len(res.lock_unchecked)} target(s) checkable only by building)"
+                    if res.lock_unchecked
+                    else ""
+                )
+            )
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_verify(args: Any) -> int:
     """Build what is missing, run every selected target's check again, print the figures."""
-    from modelbuild.engine.scheduler import build
+    from modelbuild import api
 
-    recipe, plan, targets = plan_for(args)
-    if plan.errors:
-        raise next(iter(plan.errors.values()))
-    result = build(
-        plan,
-        cache_for(recipe),
-        targets,
-        jobs=args.jobs or os.cpu_count() or 1,
-        keep_going=True,
-        force_steps=("verify",),
-    )
-    rows = []
-    for name, t in result.targets.items():
-        parity = t.parity or {}
-        outs = parity.get("outputs") or {}
-        for out, f in outs.items():
-            rows.append(
-                {
-                    "target": name,
-                    "output": out,
-                    "max_abs": f["max_abs"],
-                    "max_rel": f["max_rel"],
-                    "cosine": f["cosine"],
-                    "passed": f["passed"],
-                    "tolerance": parity.get("tolerance"),
-                }
-            )
-        if not outs:
-            rows.append(
-                {
-                    "target": name,
-                    "output": None,
-                    "passed": t.ok,
-                    "note": parity.get("note") or t.error,
-                }
-            )
+    res = api.verify(args.file, args.targets, jobs=args.jobs)
     if args.json:
-        rechecked = [
-            a.action.id for a in result.actions if a.action.step == "verify" and a.status == "built"
-        ]
-        print(json.dumps({"ok": result.ok, "rows": rows, "rechecked": rechecked}, indent=1))
+        out = res.to_json()
+        if not res.ok:
+            from modelbuild.commands.errjson import build_errors
+
+            out["errors"] = build_errors(res.build)
+        print(json.dumps(out, indent=1))
     else:
         print(f"{'target':<20} {'output':<12} {'max abs':>10} {'max rel':>10} {'cosine':>10}  ")
-        for r in rows:
+        for r in res.rows:
             if r["output"] is None:
                 print(
                     f"{r['target']:<20} {'-':<12} {'':>10} {'':>10} {'':>10}  "
@@ -335,12 +392,13 @@ def cmd_verify(args: Any) -> int:
                 f"{r['target']:<20} {r['output']:<12} {r['max_abs']:>10.3g} {r['max_rel']:>10.3g} "
                 f"{r['cosine']:>10.6f}  {'ok' if r['passed'] else 'FAILED'}"
             )
-    return EXIT_OK if result.ok else EXIT_FAILED
+    return EXIT_OK if res.ok else EXIT_FAILED
 
 
 def cmd_plan(args: Any) -> int:
-    recipe, plan, targets = plan_for(args)
-    return _print_plan(plan, cache_for(recipe), targets, args.json)
+    from modelbuild import api
+
+    return _print_plan(api.plan(args.file, args.targets), args.json, check=args.check)
 
 
 def cmd_graph(args: Any) -> int:
@@ -353,23 +411,13 @@ def cmd_graph(args: Any) -> int:
 
         print(f"wrote {draw(plan, args.format, args.output or f'graph.{args.format}')}")
         return EXIT_OK
-    print(render(plan, args.format))
+    text = render(plan, args.format)
+    if args.output:
+        Path(args.output).write_text(text if text.endswith("\n") else text + "\n")
+        print(f"wrote {args.output}")
+        return EXIT_OK
+    print(text)
     return EXIT_OK
-
-
-def cmd_validate(args: Any) -> int:
-    from modelbuild.recipe.load import load_recipe
-
-    files = args.files or ["model.build.yaml"]
-    failed = 0
-    for f in files:
-        try:
-            load_recipe(f)
-            print(f"{f}: ok")
-        except ModelBuildError as exc:
-            print(f"error: {exc.render()}", file=sys.stderr)
-            failed += 1
-    return EXIT_USAGE if failed else EXIT_OK
 
 
 def cmd_schema(args: Any) -> int:
@@ -428,7 +476,6 @@ COMMANDS = {
     "verify": cmd_verify,
     "plan": cmd_plan,
     "graph": cmd_graph,
-    "validate": cmd_validate,
     "schema": cmd_schema,
     "init": cmd_init,
     "clean": cmd_clean,

@@ -133,6 +133,10 @@ def detect(path: Path) -> tuple[str, Path]:
         found = sorted(f for f in path.iterdir() if f.suffix in _SUFFIXES)
         if len(found) == 1:
             return detect(found[0])
+        # ... or one folder that does (dist/openvino/openvino/model.xml).
+        subs = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if not found and len(subs) == 1:
+            return detect(subs[0])
         raise UsageError(
             f"{path} is a folder without a recognisable model",
             hint="pass the model file (.onnx, .tflite, .xml, .pt, .mlpackage)",

@@ -131,15 +131,31 @@ def _leaves(err: Any) -> list[Any]:
     return [err]
 
 
-def validate(data: Any, positions: dict[tuple[str, ...], Any], file: str) -> None:
-    from modelbuild.recipe.load import format_path, suggest
+def _best(errors: list[Any]) -> Any:
+    return sorted(errors, key=lambda e: (_depth_key(e), [str(p) for p in e.absolute_path]))[0]
 
+
+def validate(data: Any, positions: dict[tuple[str, ...], Any], file: str) -> None:
     errors = []
     for e in _validator().iter_errors(data):
         errors.extend(_leaves(e))
-    if not errors:
-        return
-    err = sorted(errors, key=lambda e: (_depth_key(e), [str(p) for p in e.absolute_path]))[0]
+    if errors:
+        raise _to_error(_best(errors), positions, file)
+
+
+def all_errors(data: Any, positions: dict[tuple[str, ...], Any], file: str) -> list[RecipeError]:
+    """Every schema error (the most specific one of each), for `modelbuild validate`."""
+    out: list[RecipeError] = []
+    for e in _validator().iter_errors(data):
+        err = _to_error(_best(_leaves(e)), positions, file)
+        if all(err.render() != o.render() for o in out):
+            out.append(err)
+    return sorted(out, key=lambda x: (x.line or 0, x.column or 0))
+
+
+def _to_error(err: Any, positions: dict[tuple[str, ...], Any], file: str) -> RecipeError:
+    from modelbuild.recipe.load import format_path, suggest
+
     path = tuple(str(p) for p in err.absolute_path)
     hint = None
     msg = err.message
@@ -180,7 +196,7 @@ def validate(data: Any, positions: dict[tuple[str, ...], Any], file: str) -> Non
     while kp and kp not in positions:
         kp = kp[:-1]
     pos = positions.get(kp)
-    raise RecipeError(
+    return RecipeError(
         msg,
         file=pos.file if pos else file,
         line=pos.line if pos else None,

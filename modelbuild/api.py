@@ -1,0 +1,404 @@
+"""The public Python API, re-exported lazily by ``modelbuild``.
+
+Every function takes a loaded ``Recipe`` or a path to one (None: ./model.build.yaml)
+and returns the result object that the CLI's ``--json`` serialises:
+
+    load_recipe(path)           -> Recipe
+    plan(recipe, targets)       -> PlanResult    (what would run, why; lock differences)
+    build(recipe, targets)      -> BuildResult   (modelbuild.engine.results)
+    verify(recipe, targets)     -> VerifyResult  (parity figures per target and output)
+    bench(recipe, targets)      -> BenchReport   (modelbuild.bench.run)
+
+Bad input raises ``RecipeError``/``UsageError`` (exit code 2 in the CLI); a build that
+would change the committed lock under ``locked=True`` raises ``LockMismatchError``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from modelbuild.errors import LockMismatchError, ModelBuildError, UsageError
+
+if TYPE_CHECKING:
+    from modelbuild.bench.run import BenchReport, Settings
+    from modelbuild.engine.plan import Plan
+    from modelbuild.engine.results import ActionResult, BuildResult, Reporter
+    from modelbuild.recipe.load import Recipe
+    from modelbuild.store.cache import Cache
+
+RecipeLike = Union["Recipe", str, "os.PathLike[str]", None]
+
+
+def load_recipe(path: str | os.PathLike[str] | None = None) -> Recipe:
+    """Load, merge (``extends``) and validate a recipe; raises ``RecipeError``."""
+    from modelbuild.recipe.load import load_recipe as _load
+
+    return _load(None if path is None else Path(path))
+
+
+def _recipe(recipe: RecipeLike) -> Recipe:
+    from modelbuild.recipe.load import Recipe
+
+    return recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+
+
+def select_targets(recipe: Recipe, names: list[str] | None) -> list[str]:
+    """The asked targets (default: all), checked against the recipe."""
+    targets = list(names or recipe.targets)
+    unknown = [t for t in targets if t not in recipe.targets]
+    if unknown:
+        raise UsageError(
+            f"unknown target(s): {', '.join(unknown)}",
+            hint=f"targets in {recipe.path.name}: {', '.join(recipe.targets)}",
+        )
+    return targets
+
+
+def cache_for(recipe: Recipe) -> Cache:
+    """The cache: MODELBUILD_CACHE, else cache/ at the recipe's repository root."""
+    from modelbuild.recipe.paths import repo_root
+    from modelbuild.store.cache import Cache, default_cache_dir
+
+    return Cache(default_cache_dir(repo_root(recipe.dir)))
+
+
+# -- the lock ------------------------------------------------------------------------
+@dataclass
+class LockDiff:
+    """One way a build would differ from the committed model.build.lock."""
+
+    target: str
+    kind: str  # missing | extra | unplannable | tools | key | verify_key | digest | rebuild
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"target": self.target, "kind": self.kind, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.message}"
+
+
+def _tool_diffs(name: str, old: dict[str, Any], new: dict[str, str]) -> list[LockDiff]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if old.get(k) != new.get(k):
+            out.append(LockDiff(name, "tools", f"{k} {old.get(k)}→{new.get(k)}"))
+    return out
+
+
+def _lock_targets(recipe: Recipe) -> dict[str, Any]:
+    from modelbuild.store.lockfile import read_lock
+
+    got = read_lock(recipe).get("targets")
+    return got if isinstance(got, dict) else {}
+
+
+def lock_diffs(
+    plan: Plan, targets: list[str], rows: list[ActionResult] | None = None
+) -> tuple[list[LockDiff], list[str]]:
+    """What the plan says against the committed lock: (differences, targets whose key
+    is not known until an upstream action runs, so only the build can check them)."""
+    from modelbuild.engine.build import chain_tools
+
+    lock = _lock_targets(plan.recipe)
+    by_uid = {r.action.uid: r for r in rows or [] if hasattr(r.action, "uid")}
+    if not by_uid and rows:
+        ids = {a.id: uid for uid, a in plan.actions.items()}
+        by_uid = {ids[r.action.id]: r for r in rows if r.action.id in ids}
+    diffs: list[LockDiff] = []
+    unknown: list[str] = []
+    if set(targets) == set(plan.recipe.targets):
+        for name in sorted(set(lock) - set(targets)):
+            diffs.append(LockDiff(name, "extra", "in model.build.lock but not in the recipe"))
+    for name in targets:
+        if name in plan.errors:
+            diffs.append(LockDiff(name, "unplannable", plan.errors[name].render()))
+            continue
+        entry = lock.get(name)
+        if not isinstance(entry, dict):
+            diffs.append(LockDiff(name, "missing", "not in model.build.lock"))
+            continue
+        tp = plan.targets[name]
+        diffs.extend(_tool_diffs(name, entry.get("tools") or {}, chain_tools(plan, tp.artifact)))
+        art = by_uid.get(tp.artifact)
+        if art is None or art.key is None:
+            changed = _changed_upstream(plan, tp.artifact, by_uid)
+            if changed:
+                diffs.append(LockDiff(name, "rebuild", f"would be rebuilt: {changed}"))
+            else:
+                unknown.append(name)
+            continue
+        if art.key != entry.get("key"):
+            why = "; ".join(str(r) for r in art.reasons) or "its ingredients changed"
+            diffs.append(
+                LockDiff(
+                    name,
+                    "key",
+                    f"key {_short(entry.get('key'))} would be {_short(art.key)} ({why})",
+                )
+            )
+        elif art.output is not None and art.output.digest != entry.get("digest"):
+            diffs.append(
+                LockDiff(
+                    name,
+                    "digest",
+                    f"digest {_short(entry.get('digest'))}→{_short(art.output.digest)}",
+                )
+            )
+        ver = by_uid.get(tp.verify) if tp.verify else None
+        if ver is not None and ver.key is not None and ver.key != entry.get("verify_key"):
+            why = "; ".join(str(r) for r in ver.reasons) or "its ingredients changed"
+            diffs.append(LockDiff(name, "verify_key", f"parity check key changed ({why})"))
+    return diffs, unknown
+
+
+# Reasons that say nothing changed since the lock was written (a fresh or cleared cache).
+_NO_CHANGE = {"never-built", "missing-output", "forced", "upstream"}
+
+
+def _changed_upstream(plan: Plan, uid: str, by_uid: dict[str, ActionResult]) -> str:
+    """What changed above an action whose key waits on upstream outputs: the reasons of
+    the upstream actions that would run because their ingredients changed."""
+    found: list[str] = []
+    stack, seen = list(plan.actions[uid].deps), set()
+    while stack:
+        u = stack.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        r = by_uid.get(u)
+        if r is not None and r.status == "run":
+            why = [str(x) for x in r.reasons if getattr(x, "kind", "") not in _NO_CHANGE]
+            if why:
+                found.append(f"{r.action.id} ({'; '.join(why)})")
+        stack.extend(plan.actions[u].deps)
+    return ", ".join(sorted(found))
+
+
+def _result_diffs(result: BuildResult, lock: dict[str, Any]) -> list[LockDiff]:
+    diffs = []
+    for name, t in result.targets.items():
+        entry = lock.get(name)
+        if not t.ok or not isinstance(entry, dict):
+            continue
+        for kind, new in (("key", t.key), ("verify_key", t.verify_key), ("digest", t.digest)):
+            if new != entry.get(kind):
+                diffs.append(
+                    LockDiff(name, kind, f"{kind} {_short(entry.get(kind))}→{_short(new)}")
+                )
+        diffs.extend(_tool_diffs(name, entry.get("tools") or {}, t.tools))
+    return diffs
+
+
+def _short(v: Any) -> str:
+    return str(v)[:12] if v else str(v)
+
+
+# -- plan ----------------------------------------------------------------------------
+@dataclass
+class PlanResult:
+    """What a build would do and why (``modelbuild plan --json``)."""
+
+    recipe: str
+    plan: Plan = field(repr=False)
+    actions: list[ActionResult]
+    errors: dict[str, ModelBuildError]  # targets that cannot be built here
+    lock: list[LockDiff] = field(default_factory=list)
+    lock_unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "ok": self.ok,
+            "actions": [
+                {
+                    "id": r.action.id,
+                    "step": r.action.step,
+                    "status": r.status,
+                    "key": r.key,
+                    "reasons": [str(x) for x in r.reasons],
+                }
+                for r in self.actions
+            ],
+            "unplannable": {k: v.render() for k, v in self.errors.items()},
+            "lock": {
+                "differences": [d.to_json() for d in self.lock],
+                "unchecked": self.lock_unchecked,
+            },
+        }
+
+
+def plan(
+    recipe: RecipeLike = None, targets: list[str] | None = None, *, force: bool = False
+) -> PlanResult:
+    """What ``build`` would run and why, running nothing; compares with the lock."""
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.engine.runners import DryRunner
+    from modelbuild.engine.scheduler import Engine
+
+    r = _recipe(recipe)
+    names = select_targets(r, targets)
+    p = make_plan(r, names)
+    cache = cache_for(r)
+    eng = Engine(p, cache, force=force, runner=DryRunner())
+    rows = eng.run([t for t in names if t in p.targets])
+    cache.stat.save()
+    diffs, unknown = lock_diffs(p, names, rows)
+    return PlanResult(r.name, p, rows, dict(p.errors), diffs, unknown)
+
+
+# -- build ---------------------------------------------------------------------------
+def build(
+    recipe: RecipeLike = None,
+    targets: list[str] | None = None,
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    keep_going: bool = False,
+    locked: bool = False,
+    reporter: Reporter | None = None,
+    on_publish: Callable[[str, str], None] | None = None,
+    step_timeout: float | None = None,
+    prepared: Plan | None = None,
+) -> BuildResult:
+    """Build, verify and publish ``targets`` (default: all); writes model.build.lock.
+
+    ``locked=True`` (CI): raise ``LockMismatchError`` when any key, digest or tool
+    version differs from the committed lock; the lock file is left as it was.
+    ``step_timeout``: seconds per action (default: the recipe's, else 1800; 0: none).
+    ``prepared``: a plan of ``targets`` already made (the CLI reuses it)."""
+    from modelbuild.engine.build import build as _build
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.engine.pool import step_timeout_for
+
+    r = _recipe(recipe)
+    names = select_targets(r, targets)
+    p = prepared or make_plan(r, names)
+    if p.errors and not keep_going:
+        raise next(iter(p.errors.values()))
+    lock_before: bytes | None = None
+    if locked:
+        pre = plan(r, names, force=force)
+        if pre.lock:
+            raise LockMismatchError(pre.lock)
+        from modelbuild.store.lockfile import lock_path
+
+        lock_before = lock_path(r).read_bytes()
+    cache = cache_for(r)
+    result = _build(
+        p,
+        cache,
+        names,
+        jobs=jobs or os.cpu_count() or 1,
+        force=force,
+        keep_going=keep_going,
+        reporter=reporter,
+        on_publish=on_publish,
+        step_timeout=step_timeout_for(step_timeout, r.data),
+    )
+    if lock_before is not None:
+        import json
+
+        diffs = _result_diffs(result, json.loads(lock_before))
+        if diffs:
+            from modelbuild.store.hashing import atomic_write_bytes
+            from modelbuild.store.lockfile import lock_path
+
+            atomic_write_bytes(lock_path(r), lock_before)
+            raise LockMismatchError(diffs, result=result)
+    return result
+
+
+# -- verify --------------------------------------------------------------------------
+@dataclass
+class VerifyResult:
+    """Parity figures per target and output (``modelbuild verify --json``)."""
+
+    ok: bool
+    rows: list[dict[str, Any]]
+    rechecked: list[str]
+    build: BuildResult = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "rows": self.rows, "rechecked": self.rechecked}
+
+
+def verify(
+    recipe: RecipeLike = None, targets: list[str] | None = None, *, jobs: int | None = None
+) -> VerifyResult:
+    """Build what is missing, run every selected target's parity check again."""
+    from modelbuild.engine.build import build as _build
+    from modelbuild.engine.plan import make_plan
+
+    r = _recipe(recipe)
+    names = select_targets(r, targets)
+    p = make_plan(r, names)
+    if p.errors:
+        raise next(iter(p.errors.values()))
+    result = _build(
+        p,
+        cache_for(r),
+        names,
+        jobs=jobs or os.cpu_count() or 1,
+        keep_going=True,
+        force_steps=("verify",),
+    )
+    rows: list[dict[str, Any]] = []
+    for name, t in result.targets.items():
+        parity = t.parity or {}
+        outs = parity.get("outputs") or {}
+        for out, f in outs.items():
+            rows.append(
+                {
+                    "target": name,
+                    "output": out,
+                    "max_abs": f["max_abs"],
+                    "max_rel": f["max_rel"],
+                    "cosine": f["cosine"],
+                    "passed": f["passed"],
+                    "tolerance": parity.get("tolerance"),
+                }
+            )
+        if not outs:
+            note = parity.get("note") or t.error
+            rows.append({"target": name, "output": None, "passed": t.ok, "note": note})
+    rechecked = [
+        a.action.id for a in result.actions if a.action.step == "verify" and a.status == "built"
+    ]
+    return VerifyResult(result.ok, rows, rechecked, result)
+
+
+# -- bench ---------------------------------------------------------------------------
+def bench(
+    recipe: RecipeLike = None,
+    targets: list[str] | None = None,
+    *,
+    settings: Settings | None = None,
+    force: bool = False,
+    baselines: bool = True,
+    measure: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Latency, size and parity per built target (and PyTorch baselines)."""
+    from modelbuild.bench.run import Settings, run_bench
+
+    r = _recipe(recipe)
+    names = select_targets(r, targets)
+    return run_bench(
+        r,
+        Path(cache_for(r).root),
+        names,
+        settings or Settings(),
+        force=force,
+        baselines=baselines,
+        measure=measure,
+        progress=progress,
+    )
