@@ -265,3 +265,23 @@ def test_wrappers_and_checkpoint_key(
     assert report is not None and report.entry == wrapper
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_exported_program_builds_onnx_and_torchscript(tmp_path: Path, cache_dir: Path) -> None:
+    import torch
+
+    from modelbuild.source.checkpoint import state_digest
+
+    folder = _project(tmp_path, "Net", NET_INPUTS)
+    model = _trained(folder, "Net")
+    x = np.random.default_rng(3).random((1, 3, 8, 8), dtype=np.float32)
+    torch.export.save(torch.export.export(model, (torch.from_numpy(x),)), folder / "net.pt2")
+    recipe = yaml.safe_load((folder / "model.build.yaml").read_text())
+    recipe["source"] = {"framework": "exported-program", "model": "net.pt2"}
+    recipe["targets"]["torchscript"] = {"format": "torchscript", "method": "trace"}
+    (folder / "model.build.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    result = build_json(folder)
+    assert result["ok"], result
+    assert result["targets"]["onnx"]["verified"] and result["targets"]["torchscript"]["verified"]
+    assert _onnx_equals(folder, model, {"x": x}) < 1e-5
+    assert _lock_source(folder)["state_digest"] == state_digest(model)

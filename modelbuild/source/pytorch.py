@@ -67,6 +67,14 @@ def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir
         ts = torch.jit.load(str(inputs["model_file"]), map_location="cpu").eval()
         _REPORTS[ts] = LoadReport(state_digest=state_digest(ts), tensors=len(ts.state_dict()))
         return ts
+    if src["framework"] == "exported-program":
+        from modelbuild.source.exported import load_exported
+
+        module, program = load_exported(inputs["model_file"])
+        _REPORTS[module] = LoadReport(
+            state_digest=state_digest(program), tensors=len(program.state_dict())
+        )
+        return module
     factory = _import_callable(src["model"], recipe_dir)
     # Weights the checkpoint does not set (or all, without one) must be the same in
     # every worker: the reference and the export run in different processes.
