@@ -3,6 +3,7 @@ MHA fast path, meaningful verification inputs, true hints."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,98 @@ def test_kind_is_a_recipe_key(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as info:
         load_recipe(path)
     assert "inputs.mask.kind" in info.value.render()
+
+
+GELU = '''
+import torch
+
+
+class TinyGelu(torch.nn.Module):
+    """Exact GELU (erf): onnx2tf turns it into TensorFlow's Erf, a Flex op in TFLite."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(8, 16)
+        self.b = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.nn.functional.gelu(self.a(x)))
+'''
+
+
+def _gelu_recipe(folder: Path, targets: dict[str, Any]) -> None:
+    import importlib.util
+
+    import torch
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny_gelu.py").write_text(GELU)
+    spec = importlib.util.spec_from_file_location("tiny_gelu", folder / "tiny_gelu.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    torch.save(mod.TinyGelu().state_dict(), folder / "model.pt")
+    recipe = {
+        "modelbuild": 1,
+        "name": "tiny-gelu",
+        "source": {"framework": "pytorch", "model": "tiny_gelu:TinyGelu", "checkpoint": "model.pt"},
+        "inputs": {"x": {"shape": [2, 8], "range": [-3.0, 3.0], "dynamic": {"0": "batch"}}},
+        "outputs": ["y"],
+        "targets": targets,
+    }
+    (folder / "model.build.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+tflite_only = pytest.mark.skipif(
+    importlib.util.find_spec("ai_edge_litert") is None
+    or importlib.util.find_spec("onnx2tf") is None,
+    reason="the tflite extra is not installed",
+)
+
+
+@tflite_only
+def test_declared_flex_ops_are_checked_with_flex_and_recorded(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    folder = tmp_path / "gelu"
+    _gelu_recipe(folder, {"tflite": {"format": "tflite", "select_tf_ops": True}})
+    result = build_json(folder, "-j", "1")
+    assert result["ok"], result
+    import json
+
+    lock = json.loads((folder / "model.build.lock").read_text())["targets"]["tflite"]
+    parity = lock["parity"]
+    assert parity["flex_ops"] == ["FlexErf"]
+    assert "fresh process" in parity["process"] and "Flex" in parity["process"]
+
+    # The same file, Flex not declared, in a process that has imported TensorFlow (where
+    # LiteRT would run Flex ops silently): the check refuses it.
+    import tensorflow  # noqa: F401
+
+    from modelbuild.formats.runtime import load_runner
+
+    path = Path(result["targets"]["tflite"]["path"])
+    with pytest.raises(StepError) as info:
+        runner = load_runner(path, {"runtime": "tflite", "flex": False}, ["x"], ["y"])
+        runner.run({"x": np.zeros((2, 8), dtype=np.float32)})
+    assert "Flex" in info.value.render() or "Select TensorFlow" in info.value.render()
+
+
+@tflite_only
+def test_tflite_without_flex_retries_from_a_static_graph_with_pseudo_erf(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    folder = tmp_path / "gelu"
+    _gelu_recipe(folder, {"tflite": {"format": "tflite"}})
+    result = build_json(folder, "-j", "1")
+    assert result["ok"], result
+    notes = {a["id"]: a.get("notices", []) for a in result["actions"]}
+    said = " ".join(notes["tflite_from_savedmodel"])
+    assert "static-shape graph" in said and "pseudo operator" in said, notes
+    import json
+
+    parity = json.loads((folder / "model.build.lock").read_text())["targets"]["tflite"]["parity"]
+    assert parity["flex_ops"] == [] and "never imported TensorFlow" in parity["process"]
+    assert parity["sets_checked"] >= 1

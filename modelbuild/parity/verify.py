@@ -83,7 +83,12 @@ class Verify(Step):
             "sets_skipped": len(skipped),
             "runtime": p["runner"]["runtime"],
             "numeric": True,
+            # how the artifact was run (TFLite: the process, the Flex ops it needs)
+            **getattr(runner, "facts", {}),
         }
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
         if skipped:
             ctx.log.info(
                 "skipped %d input sets the artifact cannot take: %s", len(skipped), skipped

@@ -37,12 +37,26 @@ class Params:
     keep_nchw: list[str] = field(
         [], description="inputs kept channel-first (onnx2tf keep_ncw_or_nchw_or_ncdhw_input_names)"
     )
+    inputs: list[dict[str, Any]] = field(
+        [], description="input specs: the declared shapes for the static-shape retry"
+    )
+
+
+# The field's known fix when onnx2tf fails on a dynamic-shape graph (bool Mul, dimension
+# mismatches from layout transposes) or leaves ops TFLite has only as Flex ops (Erf):
+# a static-shape graph, Erf as a pseudo operator (lower-case: "Erf" is silently ignored),
+# and inputs kept in the source layout.
+STATIC_NOTICE = (
+    "onnx2tf's default conversion {why}; converted instead from a static-shape graph "
+    "(inputs fixed at {shapes}), with Erf replaced by onnx2tf's pseudo operator and "
+    "inputs kept in the source layout: the artifact takes only those shapes"
+)
 
 
 class SavedModelFromOnnx(Step):
     name = "savedmodel_from_onnx"
     cost = 3.0
-    version = 1
+    version = 2
     tools = (
         "onnx2tf",
         "tensorflow",
@@ -59,51 +73,117 @@ class SavedModelFromOnnx(Step):
         from modelbuild.errors import StepError
 
         p = self.params(ctx)
-        src = ctx.workdir / "model.onnx"
-        shutil.copyfile(ctx.inputs["model"], src)  # never let onnx2tf rewrite a cached file
-        os.chmod(src, 0o644)
         out = ctx.workdir / "saved_model"
-        with _onnx2tf_env(ctx):
-            import onnx2tf
-
-            try:
-                # disable_model_save: onnx2tf hands back the Keras model before writing the
-                # SavedModel and its two .tflite files (60% of its time), which TFLite targets
-                # make themselves from the SavedModel, with their own settings.
-                model = onnx2tf.convert(
-                    input_onnx_file_path=str(src),
-                    output_folder_path=str(out),
-                    not_use_onnxsim=True,
-                    keep_ncw_or_nchw_or_ncdhw_input_names=list(p.keep_nchw) or None,
-                    onnxruntime_output_memmap_dir=str(ctx.workdir / "ort_memmap"),
-                    disable_model_save=True,
-                    verbosity="info",
-                )
-            except SystemExit as exc:  # onnx2tf calls sys.exit(1) on some errors
-                raise StepError(
-                    f"onnx2tf stopped (exit status {exc.code}); its reasons are in the log"
-                ) from None
-            except Exception as exc:
-                raise StepError(
-                    f"onnx2tf failed: {type(exc).__name__}: {exc}",
-                    hint="the log has onnx2tf's trace; try `simplify: true` or another opset",
-                ) from exc
+        meta: dict[str, Any] = {}
         try:
-            _save(ctx, model, out)
-            layout = _layout(ctx.inputs["model"], out, model, list(p.keep_nchw))
-        finally:
-            import tf_keras
-
-            # Workers are reused: free the graph, and keep Keras' name counters from giving
-            # the next conversion's tensors suffixed names.
-            del model
-            tf_keras.backend.clear_session()
-        extra = out / "assets.extra"
-        extra.mkdir(exist_ok=True)
-        (extra / "modelbuild.json").write_text(json.dumps(layout, indent=1, sort_keys=True))
+            layout = convert(ctx, ctx.inputs["model"], out, list(p.keep_nchw))
+        except StepError as exc:
+            if not p.inputs:
+                raise
+            ctx.log.warning("onnx2tf's default conversion failed: %s; static-shape retry", exc)
+            shutil.rmtree(out, ignore_errors=True)
+            layout = convert_static(ctx, ctx.inputs["model"], out, p.inputs, exc.message)
+            meta["notices"] = [static_notice(p.inputs, "failed")]
+            meta["static_shapes"] = {s["name"]: s["shape"] for s in p.inputs}
         shutil.move(str(out), str(ctx.output))
-        ctx.log.info("layout: %s", json.dumps(layout))
-        return {"layout": layout}
+        return {"layout": layout, **meta}
+
+
+def static_notice(specs: list[dict[str, Any]], why: str) -> str:
+    shapes = ", ".join(f"{s['name']} {list(s['shape'])}" for s in specs)
+    return STATIC_NOTICE.format(why=why, shapes=shapes)
+
+
+def convert_static(
+    ctx: StepContext, onnx_path: Path, out: Path, specs: list[dict[str, Any]], first: str
+) -> dict[str, Any]:
+    """The retry: declared shapes, pseudo Erf, every input in the source layout."""
+    from modelbuild.errors import StepError
+
+    try:
+        return convert(
+            ctx,
+            onnx_path,
+            out,
+            [s["name"] for s in specs if 3 <= len(s["shape"]) <= 5],  # what onnx2tf moves
+            static={s["name"]: list(s["shape"]) for s in specs},
+            pseudo_erf=True,
+        )
+    except StepError as exc:
+        raise StepError(
+            f"onnx2tf failed, by default ({_short(first)}) and from a static-shape graph "
+            f"with pseudo Erf ({_short(exc.message)})",
+            hint="the log has onnx2tf's trace; another opset, or an ONNX/OpenVINO target",
+        ) from None
+
+
+def _short(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return (lines[0] if lines else text)[:400]
+
+
+def convert(
+    ctx: StepContext,
+    onnx_path: Path,
+    out: Path,
+    keep: list[str],
+    static: dict[str, list[int]] | None = None,
+    pseudo_erf: bool = False,
+) -> dict[str, Any]:
+    """One onnx2tf run into ``out`` (a SavedModel with its layout map); the layout map."""
+    from modelbuild.errors import StepError
+
+    src = ctx.workdir / "model.onnx"
+    shutil.copyfile(onnx_path, src)  # never let onnx2tf rewrite a cached file
+    os.chmod(src, 0o644)
+    extra: dict[str, Any] = {}
+    if static:
+        extra["overwrite_input_shape"] = [
+            f"{n}:{','.join(str(d) for d in shape)}" for n, shape in static.items()
+        ]
+    if pseudo_erf:
+        extra["replace_to_pseudo_operators"] = ["erf"]
+    with _onnx2tf_env(ctx):
+        import onnx2tf
+
+        try:
+            # disable_model_save: onnx2tf hands back the Keras model before writing the
+            # SavedModel and its two .tflite files (60% of its time), which TFLite targets
+            # make themselves from the SavedModel, with their own settings.
+            model = onnx2tf.convert(
+                input_onnx_file_path=str(src),
+                output_folder_path=str(out),
+                not_use_onnxsim=True,
+                keep_ncw_or_nchw_or_ncdhw_input_names=keep or None,
+                onnxruntime_output_memmap_dir=str(ctx.workdir / "ort_memmap"),
+                disable_model_save=True,
+                verbosity="info",
+                **extra,
+            )
+        except SystemExit as exc:  # onnx2tf calls sys.exit(1) on some errors
+            raise StepError(
+                f"onnx2tf stopped (exit status {exc.code}); its reasons are in the log"
+            ) from None
+        except Exception as exc:
+            raise StepError(
+                f"onnx2tf failed: {type(exc).__name__}: {str(exc)[:1500]}",
+                hint="the log has onnx2tf's trace; another opset may convert",
+            ) from exc
+    try:
+        _save(ctx, model, out)
+        layout = _layout(onnx_path, out, model, keep)
+    finally:
+        import tf_keras
+
+        # Workers are reused: free the graph, and keep Keras' name counters from giving
+        # the next conversion's tensors suffixed names.
+        del model
+        tf_keras.backend.clear_session()
+    extra_dir = out / "assets.extra"
+    extra_dir.mkdir(exist_ok=True)
+    (extra_dir / "modelbuild.json").write_text(json.dumps(layout, indent=1, sort_keys=True))
+    ctx.log.info("layout: %s", json.dumps(layout))
+    return layout
 
 
 @contextlib.contextmanager

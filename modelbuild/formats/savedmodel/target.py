@@ -75,7 +75,7 @@ def savedmodel_action(pl: Any, name: str, simplify: bool, keep: bool | list[str]
     ref = onnx_chain(pl, name, simplify, "none")
     return pl.add(
         "savedmodel_from_onnx",
-        {"keep_nchw": keep_nchw_names(pl.recipe, keep)},
+        {"keep_nchw": keep_nchw_names(pl.recipe, keep), "inputs": pl.input_specs()},
         {"model": ref},
         name,
     )

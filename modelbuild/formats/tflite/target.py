@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from modelbuild.formats.base import TargetBase, check_precision, check_quantize, require
+from modelbuild.formats.onnx.target import onnx_chain
 from modelbuild.formats.savedmodel.target import (
     KEEP_NCHW_DOC,
     check_keep_nchw,
@@ -88,8 +89,13 @@ def plan(pl: Any, name: str, t: Target) -> Any:
     if pl.recipe.verify.enabled and (t.verify is None or t.verify.enabled):
         require("ai_edge_litert", "LiteRT", "tflite", f"targets.{name}.format")
     saved = savedmodel_action(pl, name, t.simplify, t.keep_nchw)
-    params: dict[str, Any] = {"precision": t.precision, "select_tf_ops": t.select_tf_ops}
-    inputs: dict[str, Any] = {"model": saved}
+    params: dict[str, Any] = {
+        "precision": t.precision,
+        "select_tf_ops": t.select_tf_ops,
+        "inputs": pl.input_specs(),
+    }
+    # the ONNX the SavedModel came from: the static-shape retry converts it again
+    inputs: dict[str, Any] = {"model": saved, "onnx": onnx_chain(pl, name, t.simplify, "none")}
     if t.precision == "int8":
         q = t.quantize or Quantize()
         params.update(mode=q.mode, per_channel=q.per_channel)
@@ -98,7 +104,6 @@ def plan(pl: Any, name: str, t: Target) -> Any:
             params.update(
                 io_type=q.io_type,
                 calibration=to_mapping(cal),
-                inputs=pl.input_specs(),
                 seed=pl.recipe.verify.seed + 1,
             )
             if cal.data:
@@ -109,4 +114,5 @@ def plan(pl: Any, name: str, t: Target) -> Any:
 
 
 def runner(t: Target) -> dict[str, Any]:
-    return {"runtime": "tflite"}
+    # Flex ops run in the check only when declared (the check's process has no TensorFlow)
+    return {"runtime": "tflite", "flex": t.select_tf_ops}

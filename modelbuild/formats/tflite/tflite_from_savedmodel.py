@@ -33,64 +33,104 @@ class Params:
     per_channel: bool = field(True, description="per-channel weight scales (int8)")
     select_tf_ops: bool = field(False, description="allow TensorFlow ops (Flex delegate)")
     calibration: dict[str, Any] | None = field(None, description="static int8: settings")
-    inputs: list[dict[str, Any]] = field([], description="input specs (static int8)")
+    inputs: list[dict[str, Any]] = field(
+        [], description="input specs (static int8 calibration, the static-shape retry)"
+    )
     seed: int = field(1, description="seed for generated calibration samples")
 
 
 class TfliteFromSavedModel(Step):
     name = "tflite_from_savedmodel"
     cost = 1.5
-    version = 1
-    tools = ("tensorflow", "flatbuffers")
+    version = 2
+    tools = ("tensorflow", "flatbuffers", "onnx2tf", "ai-edge-litert")
     output = "model.tflite"
     Params = Params
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        import tensorflow as tf
-
         from modelbuild.errors import StepError
         from modelbuild.formats.savedmodel.layout import read_dir_layout
 
         p = self.params(ctx)
         saved = ctx.inputs["model"]
-        layout = read_dir_layout(saved)
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-        builtins = tf.lite.OpsSet.TFLITE_BUILTINS
         meta: dict[str, Any] = {"precision": p.precision}
-        if p.precision == "fp16":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.target_spec.supported_types = [tf.float16]
-        elif p.precision == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv._experimental_disable_per_channel = not p.per_channel
-            meta["mode"] = p.mode
-            if p.mode == "static":
-                builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-                samples, meta["calibration"] = _calibration(ctx, p)
-                if "calibration" not in ctx.inputs:
-                    meta["notices"] = [
-                        calibration_notice(meta["calibration"], "quantize.calibration.data")
-                    ]
-                conv.representative_dataset = _dataset(samples, layout)
-                io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[p.io_type]
-                conv.inference_input_type = io
-                conv.inference_output_type = io
-        conv.target_spec.supported_ops = [builtins] + (
-            [tf.lite.OpsSet.SELECT_TF_OPS] if p.select_tf_ops else []
-        )
         try:
-            data = conv.convert()
-        except Exception as exc:  # the converter raises ConverterError and plain errors
-            raise StepError(
-                f"the TFLite converter failed: {str(exc).strip()[:1500]}",
-                hint="ops TFLite lacks may pass with `select_tf_ops: true` (then the "
-                "runtime needs the Flex delegate)",
-            ) from exc
+            data = _convert(ctx, p, saved, meta)
+        except StepError as exc:
+            if "onnx" not in ctx.inputs or not p.inputs:
+                raise
+            # The field's known fix (see savedmodel_from_onnx): onnx2tf again, from a
+            # static-shape graph with pseudo Erf and inputs in the source layout.
+            from modelbuild.formats.savedmodel.savedmodel_from_onnx import (
+                convert_static,
+                static_notice,
+            )
+
+            ctx.log.warning("TFLite conversion failed (%s); static-shape retry", exc.message)
+            saved = ctx.workdir / "saved_model_static"
+            convert_static(ctx, ctx.inputs["onnx"], saved, p.inputs, exc.message)
+            why = "needs TensorFlow (Flex) ops or fails in the TFLite converter"
+            meta.setdefault("notices", []).append(static_notice(p.inputs, why))
+            meta["static_shapes"] = {s["name"]: s["shape"] for s in p.inputs}
+            data = _convert(ctx, p, saved, meta)
+        layout = read_dir_layout(saved)
         if layout is not None:
             data = _with_metadata(data, json.dumps(layout, sort_keys=True).encode())
+        from modelbuild.formats.tflite.runtime import flex_ops
+
+        flex = flex_ops(data)
+        if flex:  # declared (the converter adds none without select_tf_ops): recorded
+            meta["flex_ops"] = flex
+            meta.setdefault("notices", []).append(
+                f"the file needs Flex (Select TensorFlow) ops {', '.join(flex)}, as "
+                "`select_tf_ops: true` allows: its runtime must link the Flex delegate"
+            )
         ctx.output.write_bytes(data)
         meta["bytes"] = len(data)
         return meta
+
+
+def _convert(ctx: StepContext, p: Params, saved: Any, meta: dict[str, Any]) -> bytes:
+    """The TFLite converter on ``saved`` with the target's settings."""
+    import tensorflow as tf
+
+    from modelbuild.errors import StepError
+    from modelbuild.formats.savedmodel.layout import read_dir_layout
+
+    layout = read_dir_layout(saved)
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    builtins = tf.lite.OpsSet.TFLITE_BUILTINS
+    if p.precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif p.precision == "int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv._experimental_disable_per_channel = not p.per_channel
+        meta["mode"] = p.mode
+        if p.mode == "static":
+            builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            samples, meta["calibration"] = _calibration(ctx, p)
+            if "calibration" not in ctx.inputs:
+                meta["notices"] = [
+                    calibration_notice(meta["calibration"], "quantize.calibration.data")
+                ]
+            conv.representative_dataset = _dataset(samples, layout)
+            io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[p.io_type]
+            conv.inference_input_type = io
+            conv.inference_output_type = io
+    conv.target_spec.supported_ops = [builtins] + (
+        [tf.lite.OpsSet.SELECT_TF_OPS] if p.select_tf_ops else []
+    )
+    try:
+        return bytes(conv.convert())
+    except Exception as exc:  # the converter raises ConverterError and plain errors
+        raise StepError(
+            f"the TFLite converter failed: {str(exc).strip()[:1500]}",
+            hint="ops TFLite lacks may pass with `select_tf_ops: true` (then the "
+            "runtime needs the Flex delegate)"
+            if not p.select_tf_ops
+            else "the log has the converter's reasons; an ONNX or OpenVINO target may do",
+        ) from exc
 
 
 def _calibration(ctx: StepContext, p: Params) -> tuple[list[dict[str, Any]], str]:
