@@ -206,7 +206,8 @@ def test_init_schema_resolves_and_gitignore(tmp_path: Path) -> None:
     ref = re.match(r"# yaml-language-server: \$schema=(.+)$", first)
     assert ref, first
     schema = (tmp_path / ref.group(1)).resolve()
-    assert schema.read_text() == (ROOT / "schemas" / "model.build.schema.json").read_text()
+    assert schema == ROOT / "modelbuild" / "data" / "model.build.schema.json"
+    assert json.loads(schema.read_text())["title"].startswith("model.build.yaml")
     assert (tmp_path / ".gitignore").read_text().splitlines() == ["*.pyc", "cache/", "dist/"]
     # inside a repository with schemas/: the relative path to it
     repo = tmp_path / "repo"

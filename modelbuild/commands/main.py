@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -135,9 +134,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--force", action="store_true", help="overwrite an existing recipe")
 
-    c = sub.add_parser("clean", help="remove the recipe's published artifacts (and --cache)")
-    recipe_arg(c)
-    c.add_argument("--cache", action="store_true", help="also empty the whole cache")
     for mod in _command_modules():
         mod.add_parser(sub, recipe_arg)
     return p
@@ -151,6 +147,7 @@ COMMAND_MODULES: list[str] = [
     "modelbuild.commands.bench",
     "modelbuild.commands.report",
     "modelbuild.commands.inspect",
+    "modelbuild.commands.clean",
     "modelbuild.commands.completion",
 ]
 
@@ -231,7 +228,9 @@ def cmd_build(args: Any) -> int:
 
     recipe = api.load_recipe(args.file)
     if args.dry_run:
-        return _print_plan(api.plan(recipe, args.targets, force=args.force), args.json)
+        return int(
+            _plan_mod().print_plan(api.plan(recipe, args.targets, force=args.force), args.json)
+        )
     from modelbuild.engine.plan import make_plan
 
     plan = make_plan(recipe, api.select_targets(recipe, args.targets))
@@ -322,51 +321,6 @@ def _print_summary(result: Any) -> None:
         print(f"{built} built, {cached} cached, {len(failed)} failed, {skipped} skipped")
 
 
-def _print_plan(res: Any, as_json: bool, check: bool = False) -> int:
-    """Print a PlanResult; exit 1 when a target cannot be built (or, with --check, when
-    the lock would change)."""
-    failed = bool(res.errors) or (check and bool(res.lock))
-    if as_json:
-        out = res.to_json()
-        if failed:
-            from modelbuild.commands.errjson import error_json
-
-            out["ok"] = False
-            out["errors"] = [error_json(e, f"targets.{n}") for n, e in res.errors.items()]
-            if check:
-                out["errors"] += [error_json(str(d), f"targets.{d.target}") for d in res.lock]
-        print(json.dumps(out, indent=1))
-        return EXIT_FAILED if failed else EXIT_OK
-    rows = res.actions
-    todo = [r for r in rows if r.status != "cached"]
-    for r in rows:
-        if r.status == "cached":
-            print(f"  cached  {r.action.id}")
-        else:
-            print(f"  run     {r.action.id}: {'; '.join(r.reasons)}")
-    for name, err in res.errors.items():
-        print(f"  cannot  {name}: {err.render()}")
-    print(f"{len(todo)} to run, {len(rows) - len(todo)} cached")
-    if check:
-        for d in res.lock:
-            print(f"  lock    {d}", file=sys.stderr)
-        for name in res.lock_unchecked:
-            print(
-                f"  lock    {name}: key known only after its upstream actions run "
-                "(`build --locked` checks it)"
-            )
-        if not res.lock:
-            print(
-                "model.build.lock is up to date"
-                + (
-                    f" ({len(res.lock_unchecked)} target(s) checkable only by building)"
-                    if res.lock_unchecked
-                    else ""
-                )
-            )
-    return EXIT_FAILED if failed else EXIT_OK
-
-
 def cmd_verify(args: Any) -> int:
     """Build what is missing, run every selected target's check again, print the figures."""
     from modelbuild import api
@@ -395,29 +349,10 @@ def cmd_verify(args: Any) -> int:
     return EXIT_OK if res.ok else EXIT_FAILED
 
 
-def cmd_plan(args: Any) -> int:
-    from modelbuild import api
+def _plan_mod() -> Any:
+    from modelbuild.commands import plan
 
-    return _print_plan(api.plan(args.file, args.targets), args.json, check=args.check)
-
-
-def cmd_graph(args: Any) -> int:
-    from modelbuild.report.graph_text import render
-
-    args.targets = []
-    recipe, plan, _ = plan_for(args)
-    if args.format in ("png", "svg"):
-        from modelbuild.report.plot_graph import draw
-
-        print(f"wrote {draw(plan, args.format, args.output or f'graph.{args.format}')}")
-        return EXIT_OK
-    text = render(plan, args.format)
-    if args.output:
-        Path(args.output).write_text(text if text.endswith("\n") else text + "\n")
-        print(f"wrote {args.output}")
-        return EXIT_OK
-    print(text)
-    return EXIT_OK
+    return plan
 
 
 def cmd_schema(args: Any) -> int:
@@ -435,50 +370,13 @@ def cmd_init(args: Any) -> int:
     return EXIT_OK
 
 
-def cmd_clean(args: Any) -> int:
-    import shutil
-
-    from modelbuild.recipe.load import load_recipe
-    from modelbuild.store.publish import unpublish
-
-    recipe = load_recipe(args.file)
-    out = recipe.dir / recipe.output_dir
-    removed = [t for t in recipe.targets if unpublish(out / t)]
-    print(f"removed {len(removed)} published target(s) from {recipe.output_dir}/")
-    if args.cache:
-        cache = cache_for(recipe)
-        for sub in (
-            "objects",
-            "trees",
-            "actions",
-            "tmp",
-            "logs",
-            "state",
-            "stat.json",
-            "bench",
-            "tensorrt",
-            "locks",
-        ):
-            p = cache.root / sub
-            if p.is_dir():
-                for root, dirs, _files in os.walk(p):
-                    for d in dirs:
-                        os.chmod(os.path.join(root, d), 0o755)
-                shutil.rmtree(p, ignore_errors=True)
-            elif p.exists():
-                p.unlink()
-        print(f"emptied the cache at {cache.root}")
-    return EXIT_OK
-
-
 COMMANDS = {
     "build": cmd_build,
     "verify": cmd_verify,
-    "plan": cmd_plan,
-    "graph": cmd_graph,
+    "plan": lambda args: _plan_mod().cmd_plan(args),
+    "graph": lambda args: _plan_mod().cmd_graph(args),
     "schema": cmd_schema,
     "init": cmd_init,
-    "clean": cmd_clean,
 }
 
 

@@ -1,0 +1,52 @@
+"""`modelbuild clean [--cache]`: remove the recipe's published artifacts (and the cache)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+NAME = "clean"
+
+
+def add_parser(sub: Any, recipe_arg: Callable[[Any], None]) -> None:
+    c = sub.add_parser(NAME, help="remove the recipe's published artifacts (and --cache)")
+    recipe_arg(c)
+    c.add_argument("--cache", action="store_true", help="also empty the whole cache")
+
+
+def run(args: Any) -> int:
+    import shutil
+
+    from modelbuild.api import cache_for
+    from modelbuild.recipe.load import load_recipe
+    from modelbuild.store.publish import unpublish
+
+    recipe = load_recipe(args.file)
+    out = recipe.dir / recipe.output_dir
+    removed = [t for t in recipe.targets if unpublish(out / t)]
+    print(f"removed {len(removed)} published target(s) from {recipe.output_dir}/")
+    if args.cache:
+        cache = cache_for(recipe)
+        for sub in (
+            "objects",
+            "trees",
+            "actions",
+            "tmp",
+            "logs",
+            "state",
+            "stat.json",
+            "bench",
+            "tensorrt",
+            "locks",
+        ):
+            p = cache.root / sub
+            if p.is_dir():
+                for root, dirs, _files in os.walk(p):
+                    for d in dirs:
+                        os.chmod(os.path.join(root, d), 0o755)
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists():
+                p.unlink()
+        print(f"emptied the cache at {cache.root}")
+    return 0
