@@ -15,7 +15,9 @@ def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) 
         NAME, help="latency per target (median, p90), size, parity: the format table"
     )
     recipe_arg(p)
-    p.add_argument("targets", nargs="*", metavar="TARGET")
+    p.add_argument(
+        "targets", nargs="*", metavar="TARGET", help="targets of the recipe (default: all)"
+    )
     add_bench_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -68,22 +70,15 @@ def bench_for(args: Any, quiet: bool = False, measure: bool = True) -> Any:
     """Load the recipe, bench the selected targets; returns a BenchReport."""
     import sys
 
-    from modelbuild.bench.run import run_bench
-    from modelbuild.commands.main import cache_for, select_targets
-    from modelbuild.recipe.load import load_recipe
-
-    recipe = load_recipe(args.file)
-    targets = select_targets(recipe, getattr(args, "targets", None))
-    cache = cache_for(recipe)
+    from modelbuild import api
 
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    return run_bench(
-        recipe,
-        cache.root,
-        targets,
-        settings_from(args),
+    return api.bench(
+        args.file,
+        getattr(args, "targets", None),
+        settings=settings_from(args),
         force=args.force,
         baselines=args.baseline,
         measure=measure,

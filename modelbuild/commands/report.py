@@ -20,14 +20,21 @@ def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) 
         "size plots (PNG) and the build graph",
     )
     recipe_arg(p)
-    p.add_argument("targets", nargs="*", metavar="TARGET")
+    p.add_argument(
+        "targets", nargs="*", metavar="TARGET", help="targets of the recipe (default: all)"
+    )
     p.add_argument(
         "-o",
         "--output",
         default=None,
         help="folder for report.md, report.html and the PNGs (default: report/ beside the recipe)",
     )
-    p.add_argument("--format", choices=["md", "html", "both"], default="both")
+    p.add_argument(
+        "--format",
+        choices=["md", "html", "both"],
+        default="both",
+        help="Markdown, HTML or both (default: both)",
+    )
     p.add_argument(
         "--no-bench",
         dest="measure",
