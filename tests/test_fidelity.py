@@ -324,3 +324,112 @@ def test_tflite_without_flex_retries_from_a_static_graph_with_pseudo_erf(
     parity = json.loads((folder / "model.build.lock").read_text())["targets"]["tflite"]["parity"]
     assert parity["flex_ops"] == [] and "never imported TensorFlow" in parity["process"]
     assert parity["sets_checked"] >= 1
+
+
+COREML_MODELS = '''
+import torch
+
+
+class NewOnes(torch.nn.Module):
+    """A transformers-5-style mask made with new_ones, which coremltools has no converter for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = x.new_ones(x.shape[0], x.shape[1], dtype=torch.bool)
+        return torch.where(keep, self.lin(x), x)
+
+
+class GroupNormAudio(torch.nn.Module):
+    """wav2vec2's feature extractor start: conv, then group_norm, which coremltools fails
+    on RangeDim inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 16, 10, stride=5, bias=False)
+        self.norm = torch.nn.GroupNorm(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x[:, None]))
+'''
+
+
+def _coreml_recipe(folder: Path, model: str, inp: dict[str, Any]) -> None:
+    import importlib.util
+
+    import torch
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cm_models.py").write_text(COREML_MODELS)
+    spec = importlib.util.spec_from_file_location("cm_models", folder / "cm_models.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    torch.save(getattr(mod, model)().state_dict(), folder / "model.pt")
+    recipe = {
+        "modelbuild": 1,
+        "name": "cm",
+        "source": {"framework": "pytorch", "model": f"cm_models:{model}", "checkpoint": "model.pt"},
+        "inputs": {"x": inp},
+        "outputs": ["y"],
+        "targets": {"coreml": {"format": "coreml"}},
+    }
+    (folder / "model.build.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+coreml_only = pytest.mark.skipif(
+    importlib.util.find_spec("coremltools") is None, reason="the coreml extra is not installed"
+)
+
+
+@coreml_only
+def test_coreml_converts_new_ones_with_a_composite(tmp_path: Path, cache_dir: Path) -> None:
+    folder = tmp_path / "newones"
+    _coreml_recipe(folder, "NewOnes", {"shape": [2, 8], "range": [-1.0, 1.0]})
+    result = build_json(folder, "-j", "1")
+    assert result["ok"], result
+    notes = {a["id"]: a.get("notices", []) for a in result["actions"]}
+    assert any("new_ones" in n for n in notes["coreml_from_torch"]), notes
+
+
+@coreml_only
+def test_coreml_retries_with_fixed_shapes_when_rangedim_fails(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    folder = tmp_path / "gn"
+    inp = {"shape": [1, 1600], "range": [-1.0, 1.0], "dynamic": {"0": "batch", "1": "samples"}}
+    _coreml_recipe(folder, "GroupNormAudio", inp)
+    result = build_json(folder, "-j", "1")
+    assert st_ok(result)
+    notes = {a["id"]: a.get("notices", []) for a in result["actions"]}
+    said = " ".join(notes["coreml_from_torch"])
+    assert "fixed shapes" in said and "x [1, 1600]" in said, notes
+
+
+def st_ok(result: dict[str, Any]) -> bool:
+    return bool(result["ok"]) and statuses(result)["coreml_from_torch"] == "built"
+
+
+def test_hints_do_not_suggest_what_is_in_force_or_fails_the_same_way() -> None:
+    from modelbuild.formats.coreml.coreml_from_torch import _convert_hint
+
+    missing = "PyTorch convert function for op 'new_ones' not implemented."
+    for method in ("trace", "export"):
+        hint = _convert_hint(missing, method)
+        assert "method:" not in hint  # both methods share coremltools' op table
+    assert "`method: export`" in _convert_hint("some other failure", "trace")
+    assert "`method: trace`" in _convert_hint("some other failure", "export")
+    import inspect
+
+    from modelbuild.formats.savedmodel import savedmodel_from_onnx
+    from modelbuild.formats.tflite import tflite_from_savedmodel
+
+    # onnx2tf's hint no longer says `simplify: true` (on by default); the TFLite converter
+    # suggests `select_tf_ops: true` only where it is off
+    assert "simplify: true" not in inspect.getsource(savedmodel_from_onnx)
+    src = inspect.getsource(tflite_from_savedmodel._convert)
+    assert "if not p.select_tf_ops" in src

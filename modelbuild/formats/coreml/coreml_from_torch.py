@@ -39,7 +39,7 @@ class Params:
 class CoreMLFromTorch(Step):
     name = "coreml_from_torch"
     cost = 4.0
-    version = 1
+    version = 2
     tools = ("coremltools", "torch")
     output = "model.mlpackage"
     Params = Params
@@ -53,34 +53,58 @@ class CoreMLFromTorch(Step):
 
         p = self.params(ctx)
         model = _export(ctx, p) if p.method == "export" else _load_trace(ctx.inputs["model"])
-        inputs = [_input_type(ct, s, p) for s in p.inputs]
+        notices = [
+            f"coremltools has no converter for {op}: converted as {how} (exact)"
+            for op, how in register_composites(model).items()
+        ]
         # float32 outputs even in fp16: otherwise an fp16 program returns fp16 arrays.
         outputs = [ct.TensorType(name=n, dtype=_np().float32) for n in p.outputs] or None
         precision = ct.precision.FLOAT32 if p.precision == "fp32" else ct.precision.FLOAT16
+
+        def convert(fixed: bool) -> Any:
+            return ct.convert(
+                model,
+                source="pytorch",
+                inputs=[_input_type(ct, s, p, fixed) for s in p.inputs],
+                outputs=outputs,
+                convert_to="mlprogram",
+                compute_precision=precision,
+                minimum_deployment_target=getattr(ct.target, p.deployment_target),
+                skip_model_load=True,
+            )  # Linux cannot load (compile) it anyway
+
+        meta: dict[str, Any] = {
+            "precision": p.precision,
+            "deployment_target": p.deployment_target,
+        }
+        dynamic = p.method == "trace" and any(s.get("dynamic") for s in p.inputs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                ml = ct.convert(
-                    model,
-                    source="pytorch",
-                    inputs=inputs,
-                    outputs=outputs,
-                    convert_to="mlprogram",
-                    compute_precision=precision,
-                    minimum_deployment_target=getattr(ct.target, p.deployment_target),
-                    skip_model_load=True,
-                )  # Linux cannot load (compile) it anyway
+                try:
+                    ml = convert(fixed=False)
+                except Exception as exc:
+                    if not dynamic:
+                        raise
+                    # coremltools fails some ops on RangeDim inputs (group_norm); fixed
+                    # shapes convert. The artifact then takes only the declared shapes.
+                    first = _first_line(exc)
+                    ctx.log.warning("conversion with RangeDim inputs failed: %s", first)
+                    ml = convert(fixed=True)
+                    shapes = ", ".join(f"{s['name']} {list(s['shape'])}" for s in p.inputs)
+                    notices.append(
+                        f"coremltools failed with flexible input shapes ({first[:200]}); "
+                        f"converted with fixed shapes instead ({shapes}): the model takes "
+                        "only those"
+                    )
+                    meta["fixed_shapes"] = {s["name"]: s["shape"] for s in p.inputs}
             except Exception as exc:
                 raise StepError(
-                    f"coremltools could not convert the model: "
-                    f"{str(exc).strip().splitlines()[0][:400] if str(exc) else exc!r}",
-                    hint="an unsupported op needs a newer coremltools, or "
-                    "`method: export` (or trace) instead",
+                    f"coremltools could not convert the model: {_first_line(exc)}",
+                    hint=_convert_hint(str(exc), p.method),
                 ) from exc
-            meta: dict[str, Any] = {
-                "precision": p.precision,
-                "deployment_target": p.deployment_target,
-            }
+            if notices:
+                meta["notices"] = notices
             if p.precision == "int8":
                 ml = _quantize(ml, p.quantize or {})
                 n = count_ops(ml.get_spec(), QUANT_OPS)
@@ -101,19 +125,93 @@ class CoreMLFromTorch(Step):
         return meta
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:400] if text else repr(exc)
+
+
+def _convert_hint(text: str, method: str) -> str:
+    """What to try, without suggesting what is in force or fails the same way: trace and
+    torch.export go through the same op table, so a missing op is missing in both."""
+    if "not implemented" in text or "Unsupported" in text or "convert function" in text:
+        return (
+            "an op without a coremltools converter (both methods share its op table): "
+            "rewrite it in the model, or register one with coremltools' register_torch_op"
+        )
+    other = "export" if method == "trace" else "trace"
+    return f"the step log has coremltools' trace; `method: {other}` takes another path"
+
+
+# torch op → the exact decomposition registered for it when coremltools has none.
+COMPOSITES = {"new_ones": "fill(shape, 1) cast to the requested dtype"}
+
+
+def register_composites(model: Any) -> dict[str, str]:
+    """Register the composites the model uses (and coremltools lacks); returns them."""
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import (
+        _TORCH_OPS_REGISTRY,
+        register_torch_op,
+    )
+
+    used = _ops_of(model)
+    out: dict[str, str] = {}
+    for op, how in COMPOSITES.items():
+        if op not in used:
+            continue
+        out[op] = how
+        if op not in _TORCH_OPS_REGISTRY:
+            register_torch_op(_new_ones, torch_alias=["new_ones"], override=True)
+    return out
+
+
+def _ops_of(model: Any) -> set[str]:
+    """Short names of the aten ops a TorchScript module or exported program calls."""
+    names: set[str] = set()
+    graph = getattr(model, "inlined_graph", None)
+    if graph is not None:
+        names = {n.kind().split("::")[-1] for n in graph.nodes()}
+    else:
+        for node in getattr(getattr(model, "graph", None), "nodes", []):
+            target = getattr(node, "target", None)
+            name = getattr(target, "__name__", str(target))
+            names.add(name.split(".")[0])
+    return names
+
+
+def _new_ones(context: Any, node: Any) -> None:
+    """x.new_ones(size, dtype=...): fill(size, 1), in the requested dtype (else fp32)."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+
+    inputs = _get_inputs(context, node)
+    shape = inputs[1]
+    if isinstance(shape, list):  # a dynamic size is a list of scalars
+        shape = mb.concat(values=shape, axis=0)
+    dtype = inputs[2].val if len(inputs) > 2 and inputs[2] is not None else None
+    ones = mb.fill(shape=shape, value=1.0)
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        name = "bool" if dtype == torch.bool else "int32" if not dtype.is_floating_point else None
+    else:  # TorchScript's dtype numbers: 0-4 integers, 11 bool
+        target = {11: "bool", 0: "int32", 1: "int32", 2: "int32", 3: "int32", 4: "int32"}
+        name = target.get(int(dtype)) if isinstance(dtype, (int, _np().integer)) else None
+    context.add(mb.cast(x=ones, dtype=name, name=node.name) if name else ones, node.name)
+
+
 def _np() -> Any:
     import numpy as np
 
     return np
 
 
-def _input_type(ct: Any, spec: dict[str, Any], p: Params) -> Any:
+def _input_type(ct: Any, spec: dict[str, Any], p: Params, fixed: bool = False) -> Any:
     np = _np()
     dyn = {int(a): sym for a, sym in (spec.get("dynamic") or {}).items()}
     image = p.image if p.image and p.image.get("input") == spec["name"] else None
     dims: list[Any] = []
     for i, n in enumerate(spec["shape"]):
-        if i in dyn and not (image and i == 0):  # an image is one picture: batch stays 1
+        if i in dyn and not fixed and not (image and i == 0):  # an image: batch stays 1
             lo, hi = p.ranges[dyn[i]]
             dims.append(ct.RangeDim(lower_bound=lo, upper_bound=hi, default=int(n)))
         else:

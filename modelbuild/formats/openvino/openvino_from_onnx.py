@@ -61,7 +61,8 @@ class OpenVinoFromOnnx(Step):
         except Exception as exc:
             raise StepError(
                 f"OpenVINO could not convert the ONNX model: {exc}",
-                hint="an op OpenVINO lacks? try `simplify: true`, or another opset",
+                hint="an op OpenVINO lacks? another `opset` may convert (and `simplify: true`, "
+                "where the target turned it off)",
             ) from exc
         meta: dict[str, Any] = {"precision": p.precision}
         if p.precision == "int8":
