@@ -257,3 +257,14 @@ def test_progress_lines_when_piped(tmp_path: Path, cache_dir: Path) -> None:
     assert any(re.match(r"running \S+ \d+s \[\d/4\]", line) for line in lines), lines
     summary = next(line for line in lines if line.strip().startswith("ts "))
     assert "(verified: max abs" in summary
+
+
+def test_progress_on_a_terminal(tmp_path: Path, cache_dir: Path) -> None:
+    """FORCE_COLOR makes rich treat the pipe as a terminal: the live display path."""
+    folder = copy_example("tiny_cnn", tmp_path)
+    write_recipe(folder, {"ts": TARGETS["ts"]})
+    proc = run_cli(["build"], folder, env={"FORCE_COLOR": "1", "TERM": "xterm"})
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stdout)
+    assert "building" in plain and "9/9" not in plain and "4/4" in plain
+    assert re.search(r"built\s+verify\[ts\] [\d.]+s .*\(verified: max abs", plain), plain
+    assert "Traceback" not in proc.stderr

@@ -76,10 +76,23 @@ class TermReporter(Reporter):
             BarColumn,
             MofNCompleteColumn,
             Progress,
+            ProgressColumn,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
         )
+        from rich.text import Text
+
+        class OverallOnly(ProgressColumn):
+            """The bar and done/total on the overall line; running actions show their
+            spinner, name and elapsed time only."""
+
+            def __init__(self, inner: Any) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def render(self, task: Any) -> Any:
+                return self.inner.render(task) if task.total is not None else Text("")
 
         # soft_wrap: long error lines stay whole when piped (grep-able, copy-able).
         self.console = Console(stderr=False, highlight=False, soft_wrap=True)
@@ -87,8 +100,8 @@ class TermReporter(Reporter):
             self.progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
+                OverallOnly(BarColumn()),
+                OverallOnly(MofNCompleteColumn()),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=True,
