@@ -172,7 +172,7 @@ class Planner:
     def source_inputs(self) -> dict[str, Ref]:
         s = self.recipe.source
         out: dict[str, Ref] = {}
-        if s.framework == "pytorch":
+        if s.framework in ("pytorch", "lightning"):
             if s.checkpoint:
                 out["checkpoint"] = self.file(s.checkpoint, ("source", "checkpoint"))
             for i, f in enumerate(self.code_files()):

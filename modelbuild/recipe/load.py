@@ -326,7 +326,7 @@ def _typed(rpath: Path, data: dict[str, Any], positions: dict[KeyPath, Position]
 def _check_semantics(r: Recipe) -> None:
     """Rules the schema cannot express."""
     src = r.source
-    if src.framework == "pytorch":
+    if src.framework in ("pytorch", "lightning"):
         if not src.model or ":" not in src.model:
             raise r.error(
                 ("source", "model"),

@@ -15,14 +15,16 @@ Precision = Literal["fp32", "fp16", "bf16", "int8"]
 class Source:
     """Where the model comes from."""
 
-    framework: Literal["pytorch", "torchscript", "exported-program", "onnx"] = field(
-        description="pytorch: module:callable + checkpoint; torchscript: a .pt TorchScript file; "
-        "exported-program: a .pt2 file from torch.export.save; onnx: an .onnx file"
+    framework: Literal["pytorch", "lightning", "torchscript", "exported-program", "onnx"] = field(
+        description="pytorch: module:callable + checkpoint; lightning: module:LightningModule + "
+        "a .ckpt (hyper-parameters from it, as load_from_checkpoint); torchscript: a .pt "
+        "TorchScript file; exported-program: a .pt2 file from torch.export.save; onnx: an "
+        ".onnx file"
     )
     model: str | None = field(
         None,
-        description="module:callable, imported relative to the "
-        "recipe's folder (pytorch), or the model file (torchscript, exported-program, onnx)",
+        description="module:callable, imported relative to the recipe's folder (pytorch, "
+        "lightning), or the model file (torchscript, exported-program, onnx)",
     )
     args: dict[str, Any] = field({}, description="keyword arguments for the callable")
     checkpoint: str | None = field(

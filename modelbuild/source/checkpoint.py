@@ -223,11 +223,13 @@ def _prefix_hint(missing: list[str], unexpected: list[str]) -> str | None:
     return prefix if n >= max(1, len(missing) // 2) else None
 
 
-def apply_checkpoint(model: Any, path: Path, src: dict[str, Any]) -> LoadReport:
-    """Load the checkpoint into ``model``; raise SourceError if it leaves the model partly
-    at init (or has weights the model has no place for) outside the allow_* globs."""
+def apply_checkpoint(model: Any, path: Path, src: dict[str, Any], obj: Any = None) -> LoadReport:
+    """Load the checkpoint into ``model`` (``obj``: its content, if already read); raise
+    SourceError if it leaves the model partly at init (or has weights the model has no
+    place for) outside the allow_* globs."""
     name = path.name
-    obj = read_checkpoint(path, bool(src.get("trust_pickle")))
+    if obj is None:
+        obj = read_checkpoint(path, bool(src.get("trust_pickle")))
     sd, entry, notices = unwrap(obj, name, src.get("checkpoint_key"))
     own = model.state_dict()
     sd, stripped = strip_prefixes(sd, set(own), src.get("strip_prefix"))

@@ -75,6 +75,8 @@ def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir
             state_digest=state_digest(program), tensors=len(program.state_dict())
         )
         return module
+    if src["framework"] == "lightning":
+        return _load_lightning(src, inputs, recipe_dir)
     factory = _import_callable(src["model"], recipe_dir)
     # Weights the checkpoint does not set (or all, without one) must be the same in
     # every worker: the reference and the export run in different processes.
@@ -93,6 +95,20 @@ def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir
         report = apply_checkpoint(model, inputs["checkpoint"], src)
     else:
         report = LoadReport(state_digest=state_digest(model), tensors=len(model.state_dict()))
+    model = model.eval()
+    _REPORTS[model] = report
+    return model
+
+
+def _load_lightning(src: dict[str, Any], inputs: dict[str, Path], recipe_dir: Path) -> Any:
+    from modelbuild.source.checkpoint import read_checkpoint
+    from modelbuild.source.lightning import build_lightning, checkpoint_path, require_lightning
+
+    require_lightning()
+    path = checkpoint_path(inputs)
+    ckpt = read_checkpoint(path, bool(src.get("trust_pickle")))
+    model = build_lightning(_import_callable(src["model"], recipe_dir), src, ckpt)
+    report = apply_checkpoint(model, path, src, obj=ckpt)
     model = model.eval()
     _REPORTS[model] = report
     return model
