@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         build,
         load_recipe,
         plan,
+        recorded_build,
         verify,
     )
     from modelbuild.bench.run import BenchReport, Settings
@@ -53,6 +54,7 @@ _LAZY = {
     "build": "modelbuild.api",
     "verify": "modelbuild.api",
     "bench": "modelbuild.api",
+    "recorded_build": "modelbuild.api",
     "PlanResult": "modelbuild.api",
     "VerifyResult": "modelbuild.api",
     "LockDiff": "modelbuild.api",
@@ -78,6 +80,7 @@ __all__ = [
     "build",
     "verify",
     "bench",
+    "recorded_build",
     "PlanResult",
     "VerifyResult",
     "LockDiff",

@@ -6,6 +6,7 @@ and returns the result object that the CLI's ``--json`` serialises:
     load_recipe(path)           -> Recipe
     plan(recipe, targets)       -> PlanResult    (what would run, why; lock differences)
     build(recipe, targets)      -> BuildResult   (modelbuild.engine.results)
+    recorded_build(path)        -> dict | None   (the no-op fast path: the last result)
     verify(recipe, targets)     -> VerifyResult  (parity figures per target and output)
     bench(recipe, targets)      -> BenchReport   (modelbuild.bench.run)
 
@@ -314,7 +315,26 @@ def build(
 
             atomic_write_bytes(lock_path(r), lock_before)
             raise LockMismatchError(diffs, result=result)
+    if result.ok and not p.errors:  # the next no-op build answers from file stamps
+        from modelbuild.engine import fastpath
+
+        fastpath.record(cache, p, result, list(targets or []))
     return result
+
+
+def recorded_build(
+    path: str | os.PathLike[str] | None = None, targets: list[str] | None = None
+) -> dict[str, Any] | None:
+    """The no-op fast path: the last build's ``--json`` object when nothing it depends on
+    changed since (checked by file stamps, without loading YAML or any framework), else
+    None: then ``build`` has work to do, or must look closer."""
+    from modelbuild.engine import fastpath
+    from modelbuild.recipe.paths import find_recipe, repo_root
+    from modelbuild.store.cache import default_cache_dir
+
+    rpath = find_recipe(None if path is None else str(path))
+    root = default_cache_dir(repo_root(rpath.parent))
+    return fastpath.check(root, rpath, list(targets or []))
 
 
 # -- verify --------------------------------------------------------------------------

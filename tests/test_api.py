@@ -60,6 +60,10 @@ def test_build_plan_verify_bench(tmp_path: Path, cache_dir: Path) -> None:
     assert data["ok"] and data["targets"]["ts"]["digest"] == ts.digest
     json.dumps(data)
 
+    # the no-op fast path: the last result, from file stamps alone
+    noop = modelbuild.recorded_build(path, ["ts"])
+    assert noop is not None and noop["targets"]["ts"]["digest"] == ts.digest
+    assert modelbuild.recorded_build(path) is None  # "all targets" was never built
     after = modelbuild.plan(recipe, ["ts"])
     assert {a.status for a in after.actions} == {"cached"}
     assert after.lock == [] and after.lock_unchecked == []

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(mod.run(args))
     except ModelBuildError as exc:
         if as_json:
-            from modelbuild.commands.errjson import build_errors, failure
+            from modelbuild.commands.errjson import build_errors, error_json, failure
 
             extra: dict[str, Any] = {}
             result = getattr(exc, "result", None)
@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                 if result is not None:
                     extra.update({k: v for k, v in result.to_json().items() if k != "ok"})
             out = failure([exc], **extra)
+            if isinstance(exc, LockMismatchError):  # one error per difference, by target
+                out["errors"] = [error_json(str(d), f"targets.{d.target}") for d in exc.diffs]
             if result is not None:
                 out["errors"].extend(build_errors(result))
             print(json.dumps(out, indent=1))
@@ -255,10 +257,6 @@ def cmd_build(args: Any) -> int:
         print(json.dumps(out, indent=1))
     else:
         _print_summary(result)
-    if result.ok and not plan.errors:
-        from modelbuild.engine import fastpath as noop
-
-        noop.record(api.cache_for(recipe), plan, result, list(args.targets or []))
     if result.ok:
         return EXIT_OK
     # Bad input found while running (a checkpoint that does not fit, inputs the model
@@ -269,13 +267,9 @@ def cmd_build(args: Any) -> int:
 
 def _fast_noop(args: Any) -> int | None:
     """Answer a no-op build from the recorded state (see engine/fastpath.py), or None."""
-    from modelbuild.engine import fastpath as noop
-    from modelbuild.recipe.paths import find_recipe, repo_root
-    from modelbuild.store.cache import default_cache_dir
+    from modelbuild.api import recorded_build
 
-    rpath = find_recipe(args.file)
-    root = default_cache_dir(repo_root(rpath.parent))
-    result = noop.check(root, rpath, list(args.targets or []))
+    result = recorded_build(args.file, list(args.targets or []))
     if result is None:
         return None
     if args.json:
