@@ -141,7 +141,7 @@ def test_cache_gc_keeps_what_lock_files_need(tiny_cnn: Path, cache_dir: Path) ->
     du1 = json.loads(run_cli(["cache", "du", "--json"], tiny_cnn).stdout)
     assert du1["bytes"] < du0["bytes"]
     ls = json.loads(run_cli(["cache", "ls", "--json"], tiny_cnn).stdout)
-    assert {r["id"] for r in ls} == {"onnx_simplify", "verify[onnx]"}
+    assert {r["id"] for r in ls["entries"]} == {"onnx_simplify", "verify[onnx]"}
     logs = sorted(p.name.rsplit("-", 1)[0] for p in (cache_dir / "logs").glob("*.log"))
     assert logs == ["onnx_simplify", "verify[onnx]"]  # the logs of removed entries went too
     # What the lock needs is still a cache hit.

@@ -68,8 +68,8 @@ def run(args: Any) -> int:
             }
             for e in ca.entries(cache)
         ]
-        if args.json:
-            print(json.dumps(rows, indent=1))
+        if args.json:  # one object, as every --json command prints
+            print(json.dumps({"ok": True, "entries": rows}, indent=1))
         else:
             for r in rows:
                 print(
