@@ -196,6 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `modelbuild build | head`
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:  # a bug: under --json the output stays one JSON object
+        if not as_json:
+            raise
+        import traceback
+
+        from modelbuild.commands.errjson import failure
+
+        traceback.print_exc()
+        bug = UsageError(
+            f"internal error: {type(exc).__name__}: {exc}",
+            hint="a bug in modelbuild: please report it with the traceback on stderr",
+        )
+        out = failure([bug])
+        out["errors"][0]["kind"] = "InternalError"
+        print(json.dumps(out, indent=1))
+        return EXIT_FAILED
 
 
 def cache_for(recipe: Any) -> Any:
