@@ -308,7 +308,7 @@ def build(
     if lock_before is not None:
         import json
 
-        diffs = _result_diffs(result, json.loads(lock_before))
+        diffs = _result_diffs(result, json.loads(lock_before).get("targets") or {})
         if diffs:
             from modelbuild.store.hashing import atomic_write_bytes
             from modelbuild.store.lockfile import lock_path

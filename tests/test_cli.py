@@ -268,3 +268,28 @@ def test_progress_on_a_terminal(tmp_path: Path, cache_dir: Path) -> None:
     assert "building" in plain and "9/9" not in plain and "4/4" in plain
     assert re.search(r"built\s+verify\[ts\] [\d.]+s .*\(verified: max abs", plain), plain
     assert "Traceback" not in proc.stderr
+
+
+def test_build_locked_on_an_empty_cache(built: Path, tmp_path: Path) -> None:
+    """On a fresh CI cache a key below another is known only after a build: `plan --check`
+    says so, `build --locked` builds, compares and restores the committed lock."""
+    folder = tmp_path / "fresh"
+    shutil.copytree(built, folder, ignore=shutil.ignore_patterns("dist"))
+    recipe = folder / "model.build.yaml"
+    write_recipe(folder, {"onnx": TARGETS["onnx"]})
+    assert "opset: 17" in recipe.read_text()
+    lock = folder / "model.build.lock"
+    data = json.loads(lock.read_text())
+    data["targets"] = {"onnx": data["targets"]["onnx"]}
+    data["targets"]["onnx"]["key"] = "e" * 64  # what another machine would have locked
+    lock.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    committed = lock.read_bytes()
+    env = {"MODELBUILD_CACHE": str(tmp_path / "empty-cache")}
+    proc = run_cli(["plan", "--check"], folder, env=env)
+    assert "onnx: key known only after its upstream actions run" in proc.stdout
+    proc = run_cli(["build", "--locked", "--json"], folder, env=env, check=1)
+    out = json.loads(proc.stdout)
+    assert out["ok"] is False and [d["kind"] for d in out["lock"]] == ["key"]
+    assert out["errors"][0]["path"] == "targets.onnx"
+    assert "built" in {a["status"] for a in out["actions"]}  # it did build, then compared
+    assert lock.read_bytes() == committed
