@@ -285,3 +285,22 @@ def test_exported_program_builds_onnx_and_torchscript(tmp_path: Path, cache_dir:
     assert result["targets"]["onnx"]["verified"] and result["targets"]["torchscript"]["verified"]
     assert _onnx_equals(folder, model, {"x": x}) < 1e-5
     assert _lock_source(folder)["state_digest"] == state_digest(model)
+
+
+def test_an_allow_glob_that_matches_nothing_is_said(tmp_path: Path, cache_dir: Path) -> None:
+    """In-process: a glob that allows nothing (a typo, a renamed head) is a notice."""
+    import torch
+
+    from modelbuild.source.pytorch import load_report, load_torch_model
+
+    folder = _project(tmp_path, "Net", NET_INPUTS)
+    torch.save(_trained(folder, "Net").state_dict(), folder / "w.pt")
+    src = {"framework": "pytorch", "model": "models:Net", "allow_missing": ["haed.*"]}
+    try:
+        loaded = load_torch_model({"source": src}, {"checkpoint": folder / "w.pt"}, folder)
+    finally:
+        sys.modules.pop("models", None)
+        sys.path.remove(str(folder))
+    report = load_report(loaded)
+    assert report is not None and report.missing == []
+    assert "source.allow_missing 'haed.*' matched no tensor" in report.notices

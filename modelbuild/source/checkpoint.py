@@ -297,6 +297,10 @@ def apply_checkpoint(model: Any, path: Path, src: dict[str, Any], obj: Any = Non
         )
     if allowed_unexp:
         notices.append(f"not loaded from {name} (source.allow_unexpected): {_names(allowed_unexp)}")
+    for key, keys in (("allow_missing", missing), ("allow_unexpected", unexpected)):
+        idle = [g for g in src.get(key) or [] if not any(fnmatch.fnmatchcase(k, g) for k in keys)]
+        if idle:
+            notices.append(f"source.{key} {', '.join(map(repr, idle))} matched no tensor")
     return LoadReport(
         state_digest=state_digest(model),
         checkpoint=name,
