@@ -8,6 +8,7 @@
     │   └── MissingToolchainError   an optional extra is not installed
     ├── SourceError                 the source model cannot be loaded
     ├── CacheError                  a corrupt cache entry (treated as a miss)
+    ├── PublishError                the output folder holds files modelbuild did not write
     └── BuildFailure                exit code 1
         ├── StepError               a converter step raised or crashed
         │   └── ParityError         an artifact's outputs differ from the source's
@@ -125,6 +126,10 @@ class SourceError(ModelBuildError):
 
 class CacheError(ModelBuildError):
     """A cache entry is missing or corrupt; callers treat it as a miss."""
+
+
+class PublishError(ModelBuildError):
+    """Publishing would replace or remove a folder modelbuild did not create."""
 
 
 class BuildFailure(ModelBuildError):

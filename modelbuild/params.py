@@ -105,9 +105,23 @@ def _convert(tp: Any, value: Any) -> Any:
     return value
 
 
-def from_mapping(cls: type, data: dict[str, Any]) -> Any:
-    """Build a params dataclass from validated recipe data."""
+class UnknownParams(TypeError):
+    """Keys a params dataclass does not declare (a typo would otherwise enter the key)."""
+
+    def __init__(self, cls: type, unknown: list[str]) -> None:
+        self.cls, self.unknown = cls, unknown
+        allowed = ", ".join(f.name for f in dataclasses.fields(cls))
+        super().__init__(f"{cls.__qualname__} has no field {', '.join(unknown)} (has: {allowed})")
+
+
+def from_mapping(cls: type, data: dict[str, Any], *, strict: bool = True) -> Any:
+    """Build a params dataclass from validated recipe data; unknown keys are an error."""
     hints = _hints(cls)
+    if strict:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in data if k not in names)
+        if unknown:
+            raise UnknownParams(cls, unknown)
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:

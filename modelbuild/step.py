@@ -74,8 +74,14 @@ class Step:
     cost: ClassVar[float] = 0.3
 
     def tool_versions(self, params: dict[str, Any] | None = None) -> dict[str, str]:
-        """Versions that enter the key; a step may add more (GPU name, CUDA, ...)."""
+        """Versions of the distributions in ``tools``; they enter the key."""
         return {t: dist_version(t) for t in self.tools}
+
+    def key_environment(self, params: dict[str, Any] | None = None) -> dict[str, str]:
+        """What of the machine enters this step's key (TensorRT: the GPU model, compute
+        capability, CUDA). The one hook for it: the no-op fast path re-reads it through here
+        for every step that returns something, so it names no step."""
+        return {}
 
     def params(self, ctx: StepContext) -> Any:
         return from_mapping(

@@ -1,4 +1,7 @@
-"""The executor with fake steps: caching, early cutoff, failures, crashes, worker reuse."""
+"""The scheduler with fake steps: caching, early cutoff, failures, crashes, worker reuse.
+
+Tests of scheduling run in this process (InProcessRunner: milliseconds); the ones about
+worker processes (crash isolation, reuse, parallelism) use the pool runner."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from modelbuild.engine.plan import Action, FileRef, Plan, TargetPlan, _assign_ids
+from modelbuild.engine.runners import InProcessRunner
 from modelbuild.engine.scheduler import Engine
 from modelbuild.step import register
 from modelbuild.store.cache import Cache
@@ -34,11 +38,14 @@ def calls(path: Path) -> list[str]:
     return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
-def run(tmp_path: Path, spec: dict[str, dict], **kw) -> dict[str, str]:
+def run(tmp_path: Path, spec: dict[str, dict], pool: bool = False, **kw) -> dict[str, str]:
     plan = make_plan(tmp_path, spec)
+    if not pool:
+        kw["runner"] = InProcessRunner()
     eng = Engine(plan, Cache(tmp_path / "cache"), **kw)
     results = eng.run(list(spec))
     eng.cache.stat.save()
+    eng.state.save()
     return {r.action.uid: r.status for r in results}
 
 
@@ -102,11 +109,11 @@ def test_crashing_worker_fails_its_action_only(tmp_path: Path) -> None:
         "ok1": {"params": {"text": "1", "calls": str(log), "label": "ok1"}},
         "ok2": {"params": {"text": "2", "calls": str(log), "label": "ok2"}},
     }
-    st = run(tmp_path, spec, jobs=2, keep_going=True)
+    st = run(tmp_path, spec, pool=True, jobs=2, keep_going=True)
     assert st == {"boom": "failed", "ok1": "built", "ok2": "built"}
     # The crashed action left no action entry; its scratch dir is swept by the next build.
     spec["boom"]["params"]["crash"] = False
-    st = run(tmp_path, spec, jobs=2, keep_going=True)
+    st = run(tmp_path, spec, pool=True, jobs=2, keep_going=True)
     assert st == {"boom": "built", "ok1": "cached", "ok2": "cached"}
     assert list((tmp_path / "cache" / "tmp").iterdir()) == []
 
@@ -116,7 +123,7 @@ def test_workers_are_reused_across_actions(tmp_path: Path) -> None:
     spec = {
         f"n{i}": {"params": {"text": str(i), "calls": str(log), "label": f"n{i}"}} for i in range(5)
     }
-    run(tmp_path, spec, jobs=1)
+    run(tmp_path, spec, pool=True, jobs=1)
     pids = {line.split()[1] for line in calls(log)}
     assert len(calls(log)) == 5 and len(pids) == 1
 
@@ -147,3 +154,29 @@ def test_parallel_and_serial_give_the_same_outputs(tmp_path: Path, jobs: int) ->
     out = eng.cache.materialize(res["join"].output).read_bytes()  # type: ignore[arg-type]
     assert out == b"j0123"
     del log
+
+
+def test_in_process_runner_runs_in_this_process(tmp_path: Path) -> None:
+    import os
+
+    log = tmp_path / "calls.log"
+    spec = {"n": {"params": {"text": "x", "calls": str(log), "label": "n"}}}
+    assert run(tmp_path, spec) == {"n": "built"}
+    assert calls(log) == [f"n {os.getpid()}"]
+
+
+def test_dry_run_walks_the_same_decisions_and_runs_nothing(tmp_path: Path) -> None:
+    src, log = tmp_path / "src.txt", tmp_path / "calls.log"
+    src.write_text("x")
+    spec = chain(tmp_path, src, log)
+    run(tmp_path, spec)
+    spec["b"]["params"]["text"] = "B"  # b must rerun; c waits on b's (unknown) output
+    plan = make_plan(tmp_path, spec)
+    rows = {r.action.uid: r for r in Engine(plan, Cache(tmp_path / "cache")).explain_plan(["c"])}
+    assert {u: r.status for u, r in rows.items()} == {"a": "cached", "b": "run", "c": "run"}
+    assert [(x.kind, x.name, x.old, x.new) for x in rows["b"].reasons] == [
+        ("param", "text", "b", "B")
+    ]
+    assert rows["b"].reasons == ['text changed "b"→"B"']  # a Reason reads as its text
+    assert rows["c"].reasons[0].kind == "upstream" and "b" in rows["c"].reasons[0]
+    assert len(calls(log)) == 3  # the first build's three calls; the dry run added none

@@ -157,25 +157,26 @@ def test_gpu_probe_reads_nvidia_smi_once_and_honours_visible_devices(
 
 
 def test_key_holds_tensorrt_gpu_compute_capability_and_cuda(fake_gpu: Any, tmp_path: Path) -> None:
+    from modelbuild.engine.keys import ingredients, step_tools
     from modelbuild.engine.plan import Action
-    from modelbuild.engine.scheduler import action_key, key_ingredients
     from modelbuild.formats.tensorrt import gpu
     from modelbuild.formats.tensorrt import tensorrt_from_onnx as step
 
     action = Action("u1", "tensorrt_from_onnx", {"precision": "fp16"}, {"model": "u0"})
-    tools = step.STEP.tool_versions(action.params)
+    assert set(step.STEP.key_environment(action.params)) == {"gpu", "compute_capability", "cuda"}
+    tools = step_tools(action.step, action.params)
     assert set(tools) == {"tensorrt", "gpu", "compute_capability", "cuda"}
     assert tools["gpu"] == H100["name"] and tools["compute_capability"] == "9.0"
     keys, caches = set(), set()
     for info in (H100, dict(H100, cuda="12.8"), dict(H100, compute_capability="9.1"), T4):
         fake_gpu["info"] = gpu.GpuInfo(**info)
-        keys.add(action_key(key_ingredients(action, {"model": "sha256:abc"})))
+        keys.add(ingredients(action.step, action.params, {"model": "sha256:abc"}).key)
         caches.add(step.timing_cache_path(tmp_path))
     assert len(keys) == 4 and len(caches) == 4  # each field changes the key and the cache file
     assert all(p.parent == tmp_path / "tensorrt" for p in caches)
     # The driver version alone does not: it would rebuild every engine on each patch.
     fake_gpu["info"] = gpu.GpuInfo(**dict(T4, driver="535.2"))
-    keys.add(action_key(key_ingredients(action, {"model": "sha256:abc"})))
+    keys.add(ingredients(action.step, action.params, {"model": "sha256:abc"}).key)
     assert len(keys) == 4
 
 

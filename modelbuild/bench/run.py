@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelbuild.store.hashing import atomic_write_bytes, digest_json
+from modelbuild.store.hashing import atomic_write_bytes
 
 BENCH_VERSION = 1  # bump when the way of measuring changes: old results stop matching
 EAGER, TRACED = "pytorch-eager", "torchscript-traced"
@@ -227,23 +227,26 @@ def _target_row(
         "path": row.path,
         "runtime_module": RUNTIME_MODULES[row.runtime][0],
     }
-    row.key = digest_json(
-        {
-            "v": BENCH_VERSION,
-            "artifact": row.digest,
-            "options": options,
-            **_key_common(common, row.runtime),
-        }
-    )
+    row.key = _measurement_key(row.runtime, {"artifact": row.digest or ""}, options, common)
     return row
 
 
-def _key_common(common: dict[str, Any], runtime: str) -> dict[str, Any]:
-    return {
-        "inputs": common["specs"],
-        "settings": common["settings"],
-        "machine": fingerprint(runtime),
-    }
+def _measurement_key(
+    runtime: str, inputs: dict[str, str], options: dict[str, Any], common: dict[str, Any]
+) -> str:
+    """A measurement is keyed like an action (engine/keys.py): what is measured (content
+    digests), how (options, settings, input specs), and on what (machine, runtime versions)."""
+    from modelbuild.engine.keys import KeyIngredients
+
+    machine = fingerprint(runtime)
+    return KeyIngredients(
+        step=f"bench:{runtime}",
+        version=BENCH_VERSION,
+        params={"options": options, "settings": common["settings"], "inputs": common["specs"]},
+        inputs=inputs,
+        tools={k: str(v) for k, v in sorted(machine.items()) if k != "versions"}
+        | dict(machine["versions"]),
+    ).key
 
 
 def _baseline_rows(
@@ -296,14 +299,8 @@ def _baseline_rows(
             "source_inputs": files,
             "recipe_dir": str(recipe.dir),
         }
-        row.key = digest_json(
-            {
-                "v": BENCH_VERSION,
-                "source": digests,
-                "params": keyed_params,
-                "options": options,
-                **_key_common(common, runtime),
-            }
+        row.key = _measurement_key(
+            runtime, digests, dict(options, source_params=keyed_params), common
         )
         rows.append(row)
     return rows

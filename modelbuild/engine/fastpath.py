@@ -75,21 +75,37 @@ def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, 
         restamped = True
     if sorted(stamps) != sorted(set(stamps) | set(_env_paths())):
         return None  # a new module or sys.path entry appeared
-    if "gpu" in data and data["gpu"] != _gpu_fields():
-        return None  # another GPU, driver or CUDA: TensorRT keys would differ
+    if not _same_environment(data.get("environment")):
+        return None  # e.g. another GPU or CUDA: a TensorRT key would differ
     if restamped:
         atomic_write_bytes(state_file(cache_root, recipe_path, targets), json.dumps(data).encode())
     return cast("dict[str, Any] | None", data.get("result"))
 
 
-def _gpu_fields() -> dict[str, Any]:
-    from modelbuild.formats.tensorrt.gpu import probe
+def _environment(steps: dict[str, Any]) -> dict[str, Any]:
+    """What each step declares of the machine for its key (Step.key_environment)."""
+    from modelbuild.step import get_step
 
-    info = probe()
-    return {
-        "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "gpu": info.key_fields() if info else None,
-    }
+    out: dict[str, Any] = {}
+    for action_id, (step, module, params) in sorted(steps.items()):
+        env = get_step(step, module).key_environment(params)
+        if env:
+            out[action_id] = {"step": step, "module": module, "params": params, "env": env}
+    return out
+
+
+def _same_environment(recorded: Any) -> bool:
+    """True when every step that keyed on the machine would key the same way now."""
+    if recorded is None:
+        return True
+    if not isinstance(recorded, dict):
+        return False
+    try:
+        steps = {a: (e["step"], e["module"], e["params"]) for a, e in recorded.items()}
+        now = _environment(steps)
+    except (KeyError, TypeError, ImportError, AttributeError):
+        return False
+    return bool(now == recorded)
 
 
 def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
@@ -139,6 +155,18 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
         "digests": digests,
         "result": out,
     }
-    if any(plan.actions[u].step == "tensorrt_from_onnx" for u in needed):
-        data["gpu"] = _gpu_fields()
+    from modelbuild.step import STEP_MODULES
+
+    env = _environment(
+        {
+            plan.actions[u].id: (
+                plan.actions[u].step,
+                STEP_MODULES[plan.actions[u].step],
+                plan.actions[u].params,
+            )
+            for u in needed
+        }
+    )
+    if env:
+        data["environment"] = env
     atomic_write_bytes(state_file(cache.root, plan.recipe.path, asked), json.dumps(data).encode())

@@ -115,6 +115,7 @@ class Planner:
     # -- building blocks ---------------------------------------------------
     def add(self, step: str, params: dict[str, Any], inputs: dict[str, Ref], target: str) -> str:
         params = to_mapping(params)
+        check_params(step, params)
         uid = digest_json(
             {
                 "step": step,
@@ -324,3 +325,19 @@ def _assign_ids(actions: dict[str, Action]) -> None:
             aid = base if base not in seen else f"{base}#{a.uid[:6]}"
             a.id = aid
             seen.add(aid)
+
+
+def check_params(step: str, params: dict[str, Any]) -> None:
+    """The step's typed contract: every param the planner passes is a declared field of the
+    step's ``Params`` (and converts), so a misspelt param fails here, not silently in a key."""
+    from modelbuild.params import UnknownParams, from_mapping
+    from modelbuild.step import UNKEYED_PARAMS, get_step
+
+    cls = get_step(step).Params
+    try:
+        from_mapping(cls, {k: v for k, v in params.items() if k not in UNKEYED_PARAMS})
+    except (UnknownParams, TypeError) as exc:
+        raise PlanError(
+            f"step {step} was planned with params its contract does not declare: {exc}",
+            hint="a bug in modelbuild's planner for this format: please report it",
+        ) from exc

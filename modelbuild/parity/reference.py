@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelbuild.step import Step, StepContext
+
+
+@dataclass(frozen=True)
+class ReferenceParams:
+    """What the reference step is planned with (the recipe's source, inputs, outputs)."""
+
+    source: dict[str, Any] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
 
 
 class Reference(Step):
@@ -13,6 +23,7 @@ class Reference(Step):
     version = 2
     tools = ("torch", "numpy")
     output = "reference.npz"
+    Params = ReferenceParams
 
     def tool_versions(self, params: dict[str, Any] | None = None) -> dict[str, str]:
         if params and params["source"]["framework"] == "onnx":

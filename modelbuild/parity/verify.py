@@ -7,9 +7,22 @@ with the figures and the tolerance that would have been needed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelbuild.step import Step, StepContext, dist_version
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    """What the parity check of one target is planned with."""
+
+    format: str = ""
+    precision: str = "fp32"
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    runner: dict[str, Any] = field(default_factory=dict)
+    tolerance: dict[str, Any] = field(default_factory=dict)
 
 
 class Verify(Step):
@@ -17,6 +30,7 @@ class Verify(Step):
     version = 1
     tools = ("numpy",)
     output = "report.json"
+    Params = VerifyParams
 
     def tool_versions(self, params: dict[str, Any] | None = None) -> dict[str, str]:
         from modelbuild.formats.runtime import runtime_tools

@@ -72,7 +72,8 @@ def update_lock(
             del targets[name]
     for name, r in results.items():
         if not r.ok:
-            targets.pop(name, None)
+            if not getattr(r, "kept", False):  # see engine/build.py: only a parity failure
+                targets.pop(name, None)
             continue
         tp = plan.targets[name]
         targets[name] = _round(

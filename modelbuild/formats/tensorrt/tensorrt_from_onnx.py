@@ -71,7 +71,10 @@ class TensorRTFromOnnx(Step):
     Params = Params
 
     def tool_versions(self, params: dict[str, Any] | None = None) -> dict[str, str]:
-        return {"tensorrt": trt_version(), **gpu_fields()}
+        return {"tensorrt": trt_version()}
+
+    def key_environment(self, params: dict[str, Any] | None = None) -> dict[str, str]:
+        return gpu_fields()
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         import tensorrt as trt

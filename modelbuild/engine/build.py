@@ -1,0 +1,154 @@
+"""A whole build: run the plan, then per target verify → publish → lock.
+
+Only a parity failure of the artifact itself unpublishes a target. A target that
+could not be built this time (a missing toolchain, an import error, a converter
+crash) keeps what an earlier good build published, and its lock entry: the build
+fails and says so, and nothing the user already had is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from modelbuild.engine import keys
+from modelbuild.engine.plan import Plan
+from modelbuild.engine.pool import DEFAULT_STEP_TIMEOUT
+from modelbuild.engine.results import BuildResult, Reporter, TargetResult
+from modelbuild.engine.runners import Runner
+from modelbuild.engine.scheduler import Engine
+from modelbuild.errors import ParityError
+from modelbuild.store.cache import Cache
+from modelbuild.store.hashing import digest_json
+from modelbuild.store.publish import publish, unpublish_failed
+
+
+def chain_tools(plan: Plan, uid: str) -> dict[str, str]:
+    """Tool versions (and key environment) of every step that went into an artifact."""
+    tools: dict[str, str] = {}
+    stack, seen = [uid], set()
+    while stack:
+        u = stack.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        a = plan.actions[u]
+        tools.update(keys.step_tools(a.step, a.params))
+        stack.extend(a.deps)
+    return dict(sorted(tools.items()))
+
+
+def build(
+    plan: Plan,
+    cache: Cache,
+    targets: list[str],
+    *,
+    jobs: int = 1,
+    force: bool = False,
+    keep_going: bool = False,
+    reporter: Reporter | None = None,
+    on_publish: Callable[[str, str], None] | None = None,
+    force_steps: tuple[str, ...] = (),
+    runner: Runner | None = None,
+    step_timeout: float | None = DEFAULT_STEP_TIMEOUT,
+) -> BuildResult:
+    """Build ``targets`` of ``plan``: run, verify, publish to the output dir, write the lock."""
+    from modelbuild.store.lockfile import update_lock
+
+    recipe = plan.recipe
+    eng = Engine(
+        plan,
+        cache,
+        jobs=jobs,
+        force=force,
+        keep_going=keep_going,
+        reporter=reporter,
+        force_steps=force_steps,
+        runner=runner,
+        step_timeout=step_timeout,
+    )
+    buildable = [t for t in targets if t in plan.targets]
+    results = eng.run(buildable)
+    if eng.remote is not None:  # push what this build made: objects first, entries last
+        eng.remote.publish([r.key for r in results if r.status == "built" and r.key], cache)
+    out_dir = (recipe.dir / recipe.output_dir).resolve()
+    tres: dict[str, TargetResult] = {}
+    for name in targets:
+        if name in plan.errors:
+            tres[name] = TargetResult(name, False, error=plan.errors[name].render(), kept=True)
+            continue
+        tp = plan.targets[name]
+        art = eng.results.get(tp.artifact)
+        ver = eng.results.get(tp.verify) if tp.verify else None
+        if art is None or art.status not in ("built", "cached") or art.output is None:
+            err = (
+                art.error.render()
+                if art and art.error
+                else f"skipped: {'; '.join(art.reasons)}"
+                if art and art.reasons
+                else "not built"
+            )
+            tres[name] = TargetResult(name, False, error=err, kept=True)
+            if (out_dir / name).exists():
+                cache.warn(
+                    f"kept {recipe.output_dir}/{name}/ from the last good build: this build of "
+                    f"{name} failed before its artifact existed"
+                )
+            continue
+        if tp.verify and (ver is None or ver.status not in ("built", "cached")):
+            verr = ver.error if ver and ver.error else None
+            if not isinstance(verr, ParityError):
+                # the check could not run (its runtime is missing, its worker died): that
+                # says nothing against what was published before
+                tres[name] = TargetResult(
+                    name,
+                    False,
+                    digest=art.output.digest,
+                    key=art.key,
+                    error=verr.render() if verr else "verification did not run",
+                    kept=True,
+                )
+                continue
+            tres[name] = TargetResult(
+                name,
+                False,
+                digest=art.output.digest,
+                verified=False,
+                parity=verr.report,
+                key=art.key,
+                error=verr.render(),
+            )
+            unpublish_failed(
+                cache, out_dir / name, f"{recipe.output_dir}/{name}/ (parity check failed)"
+            )
+            continue
+        with cache.lock(f"publish-{digest_json(str(out_dir / name))[:24]}"):
+            path = publish(cache, art.output, out_dir / name, tp.output_name, str(recipe.path))
+        parity = ver.meta.get("report") if ver else None
+        tres[name] = TargetResult(
+            name,
+            True,
+            path=str(path),
+            digest=art.output.digest,
+            size=art.output.size,
+            verified=bool(tp.verify),
+            parity=parity,
+            key=art.key,
+            verify_key=ver.key if ver else None,
+            tools=chain_tools(plan, tp.artifact),
+        )
+        if on_publish:
+            on_publish(name, str(path))
+    ok = all(t.ok for t in tres.values()) and all(r.status in ("built", "cached") for r in results)
+    with cache.lock(f"lockfile-{digest_json(str(recipe.path))[:24]}"):
+        update_lock(recipe, plan, tres, eng.results)
+    eng.state.save()
+    cache.stat.save()
+    return BuildResult(
+        recipe.name,
+        ok,
+        results,
+        tres,
+        warnings=list(cache.warnings),
+        workers=eng.workers_started,
+        executor=eng.runner.name,
+    )
