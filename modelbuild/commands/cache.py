@@ -14,6 +14,7 @@ NAME = "cache"
 def add_parser(sub: Any, recipe_arg: Callable[[Any], None]) -> None:
     p = sub.add_parser(NAME, help="cache care: ls, du, verify, gc")
     cs = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    add_remote_parsers(cs)
     for name, help_ in (
         ("ls", "list action entries"),
         ("du", "cache size"),
@@ -40,6 +41,48 @@ def add_parser(sub: Any, recipe_arg: Callable[[Any], None]) -> None:
             )
 
 
+def add_remote_parsers(cs: Any) -> None:
+    """`cache push|pull|stats`: the shared remote cache (store/remote.py)."""
+    for name, help_ in (
+        ("push", "push every local action entry the remote lacks"),
+        ("pull", "pull every remote action entry the local cache lacks"),
+        ("stats", "what the remote holds under its namespace"),
+    ):
+        sp = cs.add_parser(name, help=help_)
+        sp.add_argument("--json", action="store_true", help="print one JSON object")
+        sp.add_argument("--remote", metavar="URL", help="fsspec URL (default: MODELBUILD_REMOTE)")
+        if name == "pull":
+            sp.add_argument("--key", default="", help="only keys starting with this prefix")
+
+
+def run_remote(args: Any, cache: Any, repo: Path) -> int:
+    import os
+
+    from modelbuild.errors import UsageError
+    from modelbuild.store import remote as rs
+
+    if args.remote:
+        os.environ["MODELBUILD_REMOTE"] = args.remote
+    remote = rs.configured(repo)
+    if remote is None:
+        raise UsageError(
+            "no remote cache is configured",
+            hint='pass --remote URL, set MODELBUILD_REMOTE, or put remote = "s3://…" '
+            "in modelbuild.toml",
+        )
+    cmd = args.cache_command
+    if cmd == "stats":
+        out: dict[str, Any] = remote.summary()
+    elif cmd == "push":
+        if remote.read_only:
+            raise UsageError(f"the remote {remote.url} is read-only here", hint="nothing pushed")
+        out = {"pushed": rs.push_all(remote, cache), "objects": remote.stats.objects_up}
+    else:
+        out = {"pulled": rs.pull_all(remote, cache, args.key), "bad": remote.stats.bad}
+    print(json.dumps(out) if args.json else ", ".join(f"{k}: {v}" for k, v in out.items()))
+    return 1 if remote.stats.bad else 0
+
+
 def run(args: Any) -> int:
     from modelbuild.recipe.paths import repo_root
     from modelbuild.store import admin as ca
@@ -48,6 +91,8 @@ def run(args: Any) -> int:
     repo = repo_root(Path.cwd().resolve())
     cache = Cache(default_cache_dir(repo))
     cmd = args.cache_command
+    if cmd in ("push", "pull", "stats"):
+        return run_remote(args, cache, repo)
     if cmd == "du":
         d = ca.du(cache)
         print(
@@ -84,11 +129,19 @@ def run(args: Any) -> int:
         else:
             print(
                 f"checked {rep.checked} objects: {len(rep.corrupt)} corrupt (removed), "
-                f"{len(rep.dangling)} action entries without their objects (removed)"
+                f"{len(rep.dangling)} action entries without their objects (removed), "
+                f"{len(rep.corrupt_trees)} corrupt checkouts (removed), "
+                f"{len(rep.bad_files)} malformed cache files (removed)"
             )
             for digest in rep.corrupt:
                 print(f"  corrupt object {digest[:16]}")
-        return 1 if rep.corrupt or rep.dangling else 0
+            for tree in rep.corrupt_trees:
+                print(f"  corrupt checkout trees/{tree[:16]}")
+            for name in rep.bad_files:
+                print(f"  malformed {name}")
+            for path in rep.unreadable:
+                print(f"  unreadable {path}: kept it; fix its permissions (chmod u+r) or remove it")
+        return 0 if rep.clean else 1
     rep2 = ca.gc(
         cache,
         Path(args.repo).resolve() if args.repo else repo,

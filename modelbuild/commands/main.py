@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
         "0: no limit)",
     )
     b.add_argument("-v", "--verbose", action="store_true", help="list cached actions too")
+    b.add_argument("--remote", metavar="URL", help="shared cache (fsspec URL; MODELBUILD_REMOTE)")
+    b.add_argument(
+        "--remote-read-only", action="store_true", help="pull from the remote, never push"
+    )
 
     ve = sub.add_parser(
         "verify", help="re-run the parity check; table of max abs/rel error, cosine"
@@ -238,6 +243,10 @@ def plan_for(args: Any) -> tuple[Any, Any, list[str]]:
 
 
 def cmd_build(args: Any) -> int:
+    if args.remote:  # the engine reads the remote from the environment (store/remote.py)
+        os.environ["MODELBUILD_REMOTE"] = args.remote
+    if args.remote_read_only:
+        os.environ["MODELBUILD_REMOTE_READ_ONLY"] = "1"
     if not (args.force or args.dry_run or args.locked):
         fast = _fast_noop(args)
         if fast is not None:
@@ -291,14 +300,31 @@ def _fast_noop(args: Any) -> int | None:
     if args.json:
         print(json.dumps(result, indent=1))
         return EXIT_OK
+    from modelbuild.commands.figures import parity_text
+
+    locked = _lock_targets(args.file)
     lines = [f"nothing to do: {len(result['actions'])} actions cached"]
     for name, t in result["targets"].items():
         mark = "verified" if t["verified"] else "not verified"
         if t.get("numeric") is False:
             mark = "spec checked; numeric parity not run on this platform"
+        elif t["verified"] and parity_text(locked.get(name, {}).get("parity")):
+            mark += f": {parity_text(locked[name]['parity'])}"
         lines.append(f"  {name:<16} {t['path']} ({mark})")
     print("\n".join(lines))
     return EXIT_OK
+
+
+def _lock_targets(file: str | None) -> dict[str, Any]:
+    """The lock's targets, read as plain JSON (the fast path's figures come from it)."""
+    from modelbuild.recipe.paths import find_recipe
+
+    try:
+        data = json.loads((find_recipe(file).parent / "model.build.lock").read_text())
+        targets = data.get("targets") if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return {}
+    return targets if isinstance(targets, dict) else {}
 
 
 def _make_reporter(verbose: bool) -> Any:
@@ -308,7 +334,7 @@ def _make_reporter(verbose: bool) -> Any:
 
 
 def _print_summary(result: Any) -> None:
-    from modelbuild.commands.progress import parity_text
+    from modelbuild.commands.figures import parity_text
 
     built = sum(1 for a in result.actions if a.status == "built")
     cached = sum(1 for a in result.actions if a.status == "cached")
