@@ -433,3 +433,20 @@ def test_hints_do_not_suggest_what_is_in_force_or_fails_the_same_way() -> None:
     assert "simplify: true" not in inspect.getsource(savedmodel_from_onnx)
     src = inspect.getsource(tflite_from_savedmodel._convert)
     assert "if not p.select_tf_ops" in src
+
+
+def test_a_fixed_batch_artifact_is_checked_in_slices_of_its_batch(tmp_path: Path) -> None:
+    from modelbuild.formats.runtime import load_runner
+    from modelbuild.parity.verify import _in_batches
+
+    src = tmp_path / "cast.onnx"
+    _cast_model(src)  # fixed shapes [2, 4], as a static-shape conversion leaves them
+    runner = load_runner(src, {"runtime": "onnxruntime"}, ["x", "mask"], ["y"])
+    x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4)
+    mask = np.ones((6, 4), dtype=np.int64)
+    assert not runner.accepts({"x": [6, 4], "mask": [6, 4]})
+    outs = _in_batches(runner, {"x": x, "mask": mask})
+    assert outs is not None
+    np.testing.assert_allclose(outs[0], np.maximum(x, 0), atol=1e-6)
+    # a batch it cannot be sliced into is skipped, not forced
+    assert _in_batches(runner, {"x": x[:5], "mask": mask[:5]}) is None

@@ -186,9 +186,16 @@ def _new_ones(context: Any, node: Any) -> None:
     inputs = _get_inputs(context, node)
     shape = inputs[1]
     if isinstance(shape, list):  # a dynamic size is a list of scalars
-        shape = mb.concat(values=shape, axis=0)
+        shape = mb.concat(values=shape, axis=0) if shape else None
+    elif shape is not None and shape.val is not None and _np().size(shape.val) == 0:
+        shape = None  # new_ones(()): a scalar
     dtype = inputs[2].val if len(inputs) > 2 and inputs[2] is not None else None
-    ones = mb.fill(shape=shape, value=1.0)
+    if shape is None:
+        ones = mb.const(val=_np().float32(1.0))
+    else:
+        if shape.dtype != _int32_type():
+            shape = mb.cast(x=shape, dtype="int32")
+        ones = mb.fill(shape=shape, value=1.0)
     import torch
 
     if isinstance(dtype, torch.dtype):
@@ -197,6 +204,12 @@ def _new_ones(context: Any, node: Any) -> None:
         target = {11: "bool", 0: "int32", 1: "int32", 2: "int32", 3: "int32", 4: "int32"}
         name = target.get(int(dtype)) if isinstance(dtype, (int, _np().integer)) else None
     context.add(mb.cast(x=ones, dtype=name, name=node.name) if name else ones, node.name)
+
+
+def _int32_type() -> Any:
+    from coremltools.converters.mil.mil import types
+
+    return types.int32
 
 
 def _np() -> Any:

@@ -65,6 +65,7 @@ class SavedModelFromOnnx(Step):
         "onnxruntime",
         "onnx-graphsurgeon",
         "sng4onnx",
+        "onnxsim",
     )
     output = "saved_model"
     Params = Params
@@ -101,9 +102,10 @@ def convert_static(
     from modelbuild.errors import StepError
 
     try:
+        static_path = _static_onnx(ctx, onnx_path, specs)
         return convert(
             ctx,
-            onnx_path,
+            static_path,
             out,
             [s["name"] for s in specs if 3 <= len(s["shape"]) <= 5],  # what onnx2tf moves
             static={s["name"]: list(s["shape"]) for s in specs},
@@ -115,6 +117,27 @@ def convert_static(
             f"with pseudo Erf ({_short(exc.message)})",
             hint="the log has onnx2tf's trace; another opset, or an ONNX/OpenVINO target",
         ) from None
+
+
+def _static_onnx(ctx: StepContext, onnx_path: Path, specs: list[dict[str, Any]]) -> Path:
+    """The graph with every input at its declared shape, simplified by onnxsim, which then
+    folds the shape arithmetic (the source of onnx2tf's bool Mul and dimension mismatches)."""
+    import onnx
+    import onnxsim
+
+    from modelbuild.errors import StepError
+
+    model = onnx.load(str(onnx_path))
+    shapes = {s["name"]: [int(d) for d in s["shape"]] for s in specs}
+    try:
+        model, ok = onnxsim.simplify(model, overwrite_input_shapes=shapes)
+    except Exception as exc:
+        raise StepError(f"onnxsim could not fix the input shapes: {_short(str(exc))}") from exc
+    if not ok:
+        raise StepError("onnxsim could not validate the static-shape graph")
+    out = ctx.workdir / "static.onnx"
+    onnx.save(model, str(out))
+    return out
 
 
 def _short(text: str) -> str:
