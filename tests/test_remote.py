@@ -215,3 +215,43 @@ def test_namespace_disowns_results(tmp_path: Path, bucket: dict[str, str]) -> No
     assert any(k.startswith("team-2027/actions/") for k in listing(bucket))
     stats = json.loads(cli(b, bucket, "cache", "stats", "--json").stdout)
     assert stats["namespace"] == "default" and stats["actions"] == len(other["actions"])
+
+
+def test_s3_without_s3fs_names_the_extra(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['s3fs'] = None\n"
+        "from modelbuild.commands.main import main\n"
+        "sys.exit(main(['cache', 'stats', '--remote', 's3://some-bucket']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=dict(os.environ, MODELBUILD_CACHE=str(tmp_path / "c")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'modelbuild[remote]'" in proc.stderr
+
+
+def test_file_remote_is_write_once(tmp_path: Path) -> None:
+    from modelbuild.store.cache import Cache
+    from modelbuild.store.remote import RemoteCache
+
+    src = Cache(tmp_path / "src")
+    f = tmp_path / "blob"
+    f.write_bytes(b"hello")
+    rec = src.put_output(f)
+    src.put_action("k" * 64, {"output": rec.to_json(), "meta": {"n": 1}})
+    remote = RemoteCache(f"file://{tmp_path / 'remote'}")
+    assert remote.publish(["k" * 64], src) == 1
+    src.put_action("k" * 64, {"output": rec.to_json(), "meta": {"n": 2}})
+    assert remote.publish(["k" * 64], src) == 0  # an existing key is never overwritten
+    dst = Cache(tmp_path / "dst")
+    assert remote.fetch("k" * 64, dst)
+    entry = dst.get_action("k" * 64)
+    assert entry is not None and entry["meta"] == {"n": 1}
+    assert dst.check_object(rec.digest).read_bytes() == b"hello"
+    assert not remote.fetch("0" * 64, dst)
+    assert remote.summary()["actions"] == 1 and remote.summary()["objects"] == 1
