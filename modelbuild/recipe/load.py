@@ -352,6 +352,15 @@ def _check_semantics(r: Recipe) -> None:
     _, escape = confined(r.dir, r.output_dir, r.allow_outside_repo)
     if escape:
         raise r.error(("output_dir",), escape, hint="set `allow_outside_repo: true` to allow it")
+    from modelbuild.store.publish import output_dir_problem
+
+    clash = output_dir_problem(r.path, r.output_dir, list(r.targets), _source_paths(r))
+    if clash:
+        raise r.error(
+            ("output_dir",),
+            clash,
+            hint="publish into a folder of its own (the default `dist`), or rename the target",
+        )
     if not r.targets:
         raise r.error(
             ("targets",),
@@ -362,6 +371,31 @@ def _check_semantics(r: Recipe) -> None:
 
     for name, t in r.targets.items():
         check_target(r, name, t)
+
+
+def _source_paths(r: Recipe) -> list[Path]:
+    """Files the recipe reads (checkpoint, code, model file, data): never published over."""
+    rels: list[str] = [*(r.source.code or [])]
+    if r.source.checkpoint:
+        rels.append(r.source.checkpoint)
+    if r.source.model and ":" not in r.source.model:
+        rels.append(r.source.model)
+    if r.verify.data:
+        rels.append(r.verify.data)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "data" and isinstance(v, str):
+                    rels.append(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(r.data.get("targets"))
+    return [r.dir / rel for rel in rels]
 
 
 def suggest(word: str, options: list[str]) -> str | None:

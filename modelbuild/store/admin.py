@@ -7,7 +7,6 @@ oldest first until the cache fits the size limit.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -17,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from modelbuild.store.cache import Cache, _force_unlink, _make_writable
-from modelbuild.store.hashing import sha256_file
+from modelbuild.store.hashing import digest_json, iter_files, sha256_file
+from modelbuild.store.shapes import (
+    action_problem,
+    noop_problem,
+    read_json,
+    state_problem,
+)
 
 SKIP_DIRS = {".git", ".venv", "node_modules", "cache", "__pycache__", "dist"}
 
@@ -41,14 +46,14 @@ class Entry:
 
 
 def entries(cache: Cache) -> Iterator[Entry]:
+    """Every action entry; one of the wrong shape has empty ``data`` (verify removes it)."""
     if not cache.actions.is_dir():
         return
     for p in sorted(cache.actions.glob("*/*.json")):
-        try:
-            data = json.loads(p.read_text())
-        except (OSError, ValueError):
+        data, why = read_json(p)
+        if why is not None or action_problem(data, p.stem) is not None:
             data = {}
-        yield Entry(p.stem, p, data)
+        yield Entry(p.stem, p, data if isinstance(data, dict) else {})
 
 
 def objects(cache: Cache) -> Iterator[Path]:
@@ -74,13 +79,13 @@ def lock_references(repo_root: Path) -> tuple[set[str], set[str]]:
     for dirpath, dirnames, filenames in os.walk(repo_root):
         dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")]
         if "model.build.lock" in filenames:
-            try:
-                lock = json.loads((Path(dirpath) / "model.build.lock").read_text())
-            except (OSError, ValueError):
-                continue
-            for t in (lock.get("targets") or {}).values():
-                keys.update(t[k] for k in ("key", "verify_key") if t.get(k))
-                if t.get("digest"):
+            lock, _ = read_json(Path(dirpath) / "model.build.lock")
+            targets = lock.get("targets") if isinstance(lock, dict) else None
+            for t in targets.values() if isinstance(targets, dict) else []:
+                if not isinstance(t, dict):
+                    continue
+                keys.update(t[k] for k in ("key", "verify_key") if isinstance(t.get(k), str))
+                if isinstance(t.get("digest"), str):
                     digests.add(t["digest"])
     return keys, digests
 
@@ -88,31 +93,74 @@ def lock_references(repo_root: Path) -> tuple[set[str], set[str]]:
 @dataclass
 class VerifyReport:
     checked: int = 0
-    corrupt: list[str] = field(default_factory=list)
-    dangling: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)  # objects whose bytes miss their digest
+    dangling: list[str] = field(default_factory=list)  # entries without their objects
+    corrupt_trees: list[str] = field(default_factory=list)  # checkouts that differ
+    bad_files: list[str] = field(default_factory=list)  # cache files of the wrong shape
+    unreadable: list[str] = field(default_factory=list)  # objects we may not read
+
+    @property
+    def clean(self) -> bool:
+        return not (
+            self.corrupt or self.dangling or self.corrupt_trees or self.bad_files or self.unreadable
+        )
 
 
 def verify(cache: Cache) -> VerifyReport:
-    """Re-hash every object; remove corrupt ones and the entries that point at them."""
+    """Re-hash every object and checkout, schema-check every cache file; remove what is bad."""
     rep = VerifyReport()
     present: set[str] = set()
     for p in objects(cache):
         rep.checked += 1
-        if sha256_file(p) != p.name:
+        try:
+            actual = sha256_file(p)
+        except PermissionError:
+            rep.unreadable.append(str(p))  # not ours to delete: say so, keep it
+            continue
+        if actual != p.name:
             rep.corrupt.append(p.name)
             cache.stat.forget(p)
             _force_unlink(p)
         else:
             present.add(p.name)
     for e in entries(cache):
-        if not e.data or any(d not in present for d in e.digests):
+        if not e.data:
+            rep.bad_files.append(str(e.path.relative_to(cache.root)))
+            _force_unlink(e.path)
+        elif any(d not in present for d in e.digests):
             rep.dangling.append(e.key)
             _force_unlink(e.path)
-    if rep.corrupt and cache.trees.is_dir():
-        _make_writable(cache.trees)
-        shutil.rmtree(cache.trees, ignore_errors=True)  # checkouts may link corrupt objects
+    for tree in sorted(cache.trees.iterdir()) if cache.trees.is_dir() else []:
+        if tree.name.startswith(".") or not tree.is_dir():
+            continue
+        try:
+            manifest = {f.relative_to(tree).as_posix(): sha256_file(f) for f in iter_files(tree)}
+            ok = digest_json(manifest) == tree.name and all(d in present for d in manifest.values())
+        except OSError:
+            ok = False
+        if not ok:
+            rep.corrupt_trees.append(tree.name)
+            cache.drop_tree(tree)
+    rep.bad_files.extend(_check_state_files(cache))
+    if cache.stat.problem:
+        rep.bad_files.append(f"stat.json ({cache.stat.problem})")
+        cache.stat._dirty = True  # rewritten from its good entries below
     cache.stat.save()
     return rep
+
+
+def _check_state_files(cache: Cache) -> list[str]:
+    """Remove state files (plan memory, no-op state) of the wrong shape; name them."""
+    bad = []
+    state = cache.root / "state"
+    for p in sorted(state.glob("*.json")) if state.is_dir() else []:
+        data, why = read_json(p)
+        if why is None:
+            why = noop_problem(data) if p.name.startswith("noop-") else state_problem(data)
+        if why is not None:
+            bad.append(f"state/{p.name} ({why})")
+            _force_unlink(p)
+    return bad
 
 
 @dataclass

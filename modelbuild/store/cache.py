@@ -34,6 +34,7 @@ from modelbuild.store.hashing import (
     iter_files,
     sha256_file,
 )
+from modelbuild.store.shapes import action_problem, read_json
 
 READ_ONLY = 0o444
 
@@ -130,7 +131,13 @@ class Cache:
         paths = {rel: self.check_object(d) for rel, d in rec.manifest.items()}
         tree = self.trees / rec.digest.split(":", 1)[1]
         if tree.is_dir():
-            return tree
+            # Checkouts are hard links: a write through one changes the object and the tree
+            # together, so the tree is re-checked (one stat per file when untouched).
+            bad = self.tree_problem(tree, rec.manifest)
+            if bad is None:
+                return tree
+            self.warn(f"tree checkout {tree.name[:12]} was corrupt ({bad}); rebuilt it")
+            self.drop_tree(tree)
         scratch = self.scratch_dir("tree")
         for rel, obj in paths.items():
             dst = scratch / rel
@@ -147,22 +154,43 @@ class Cache:
             shutil.rmtree(scratch, ignore_errors=True)
         return tree
 
+    def tree_problem(self, tree: Path, manifest: dict[str, str]) -> str | None:
+        """Why the checkout ``tree`` does not hold ``manifest`` exactly; None when it does."""
+        try:
+            files = {f.relative_to(tree).as_posix(): f for f in iter_files(tree)}
+            if set(files) != set(manifest):
+                extra = sorted(set(files) ^ set(manifest))
+                return f"files differ from its manifest: {', '.join(extra[:3])}"
+            for rel, digest in manifest.items():
+                if self.stat.file_digest(files[rel]) != digest:
+                    self.stat.forget(files[rel])
+                    return f"{rel} does not match its digest"
+        except OSError as exc:
+            return f"unreadable: {exc}"
+        return None
+
+    def drop_tree(self, tree: Path) -> None:
+        for f in iter_files(tree) if tree.is_dir() else []:
+            self.stat.forget(f)
+        _make_writable(tree)
+        trash = tree.with_name(f".{tree.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        with contextlib.suppress(OSError):
+            os.rename(tree, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
     # -- action cache ----------------------------------------------------
     def action_path(self, key: str) -> Path:
         return self.actions / key[:2] / f"{key}.json"
 
     def get_action(self, key: str) -> dict[str, Any] | None:
+        """The action entry of ``key``; one of the wrong shape is removed and is a miss."""
         p = self.action_path(key)
-        try:
-            entry = json.loads(p.read_text())
-        except FileNotFoundError:
+        entry, why = read_json(p)
+        if entry is None and why is None:
             return None
-        except (OSError, ValueError):
-            self.warn(f"action entry {key[:12]} was unreadable; removed it")
-            _force_unlink(p)
-            return None
-        if entry.get("key") != key or "output" not in entry:
-            self.warn(f"action entry {key[:12]} was corrupt; removed it")
+        why = why or action_problem(entry, key)
+        if why is not None:
+            self.warn(f"action entry {key[:12]} was corrupt ({why}); removed it")
             _force_unlink(p)
             return None
         return cast("dict[str, Any]", entry)

@@ -67,11 +67,14 @@ class StatCache:
         self._entries: dict[str, list[Any]] = {}
         self._dirty = False
         self.hashed_bytes = 0
+        self.problem: str | None = None  # why the file on disk was not (all) usable
         if path is not None:
-            try:
-                self._entries = json.loads(path.read_text())
-            except (OSError, ValueError):
-                self._entries = {}
+            self._entries, self.problem = _read_entries(path)
+            if self.problem:
+                import sys
+
+                print(f"warning: cache: {path.name}: {self.problem}; re-hashing", file=sys.stderr)
+                self._dirty = True
 
     def file_digest(self, path: str | os.PathLike[str]) -> str:
         p = os.path.abspath(path)
@@ -104,13 +107,24 @@ class StatCache:
         if not self._dirty or self.path is None:
             return
         # Merge with what other processes wrote meanwhile; ours win.
-        try:
-            on_disk = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            on_disk = {}
+        on_disk, _ = _read_entries(self.path)
         on_disk.update(self._entries)
         atomic_write_bytes(self.path, json.dumps(on_disk).encode())
         self._dirty = False
+
+
+def _read_entries(path: Path) -> tuple[dict[str, list[Any]], str | None]:
+    """The usable entries of a stat cache file, and what was wrong with the rest."""
+    from modelbuild.store.shapes import read_json, stat_entry_ok
+
+    data, why = read_json(path)
+    if data is None:
+        return {}, why
+    if not isinstance(data, dict):
+        return {}, "not an object of path → [stamp, digest]"
+    good = {k: v for k, v in data.items() if stat_entry_ok(k, v)}
+    bad = len(data) - len(good)
+    return good, (f"dropped {bad} malformed entries" if bad else None)
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:

@@ -1,0 +1,92 @@
+"""The store: what is published is what the digest says, every cache file is checked on read."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from modelbuild.store.cache import Cache
+from modelbuild.store.hashing import StatCache
+from tests.conftest import build_json, run_cli, write_recipe
+
+OV = {"format": "openvino", "precision": "fp32"}
+
+
+def _corrupt(path: Path) -> None:
+    """Overwrite 8 bytes in the middle of ``path`` in place (same inode, like a stray write)."""
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        old = f.read(8)
+        f.seek(-len(old), os.SEEK_CUR)
+        f.write(bytes(b ^ 0xFF for b in old))
+
+
+def _tree_file(cache_dir: Path) -> Path:
+    trees = [t for t in (cache_dir / "trees").iterdir() if t.is_dir()]
+    assert trees, "an OpenVINO artifact is a directory: it has a tree checkout"
+    files = sorted(
+        (f for t in trees for f in t.rglob("*") if f.is_file()), key=lambda f: -f.stat().st_size
+    )
+    return files[0]  # the largest: model.bin
+
+
+def test_corrupt_tree_checkout_is_rebuilt_never_published(tiny_cnn: Path, cache_dir: Path) -> None:
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    write_recipe(tiny_cnn, {"ov": OV})
+    good = build_json(tiny_cnn)["targets"]["ov"]["digest"]
+    _corrupt(_tree_file(cache_dir))
+    (tiny_cnn / "dist" / "ov").chmod(0o755)
+    import shutil
+
+    shutil.rmtree(tiny_cnn / "dist" / "ov")
+    proc = run_cli(["build", "--json"], tiny_cnn)
+    res = json.loads(proc.stdout)
+    assert res["ok"] and res["targets"]["ov"]["digest"] == good
+    marker = json.loads((tiny_cnn / "dist" / "ov" / ".modelbuild-published").read_text())
+    assert marker["target"] == "ov" and marker["digest"] == good
+    published = StatCache(None).digest(tiny_cnn / "dist" / "ov" / marker["output"])
+    assert published == good, "the published bytes are the good artifact"
+    lock = json.loads((tiny_cnn / "model.build.lock").read_text())
+    assert lock["targets"]["ov"]["digest"] == good
+    # The same stray write again: `cache verify` finds it (object and checkout) and repairs.
+    _corrupt(_tree_file(cache_dir))
+    v = json.loads(run_cli(["cache", "verify", "--json"], tiny_cnn, check=1).stdout)
+    assert v["corrupt"], v
+    assert v["corrupt_trees"], v
+    assert not (cache_dir / "trees").exists() or not any((cache_dir / "trees").iterdir())
+    again = build_json(tiny_cnn, "--force")
+    assert again["ok"] and again["targets"]["ov"]["digest"] == good
+
+
+def test_materialize_rebuilds_a_tree_whose_file_was_rewritten(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "a.bin").write_bytes(b"A" * 4096)
+    (out / "sub" / "b.txt").write_bytes(b"hello")
+    rec = cache.put_output(out)
+    tree = cache.materialize(rec)
+    assert cache.tree_problem(tree, rec.manifest or {}) is None
+    # A write through the hard link corrupts the object too: the object check catches it ...
+    _corrupt(tree / "a.bin")
+    from modelbuild.errors import CacheError
+
+    with pytest.raises(CacheError, match="corrupt"):
+        cache.materialize(rec)
+    # ... and once the good bytes are back in the store, the checkout is remade from them.
+    (out / "sub").mkdir(parents=True, exist_ok=True)
+    (out / "a.bin").write_bytes(b"A" * 4096)
+    (out / "sub" / "b.txt").write_bytes(b"hello")
+    rec2 = cache.put_output(out)
+    assert rec2 == rec
+    tree2 = cache.materialize(rec)
+    assert (tree2 / "a.bin").read_bytes() == b"A" * 4096
+    assert any("tree checkout" in w for w in cache.warnings)
+    # An extra file in a checkout is a problem too.
+    os.chmod(tree2, 0o755)
+    (tree2 / "extra").write_bytes(b"x")
+    assert cache.tree_problem(tree2, rec.manifest or {}) is not None
