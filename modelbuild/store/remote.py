@@ -310,6 +310,11 @@ class RemoteCache:
             finally:
                 tmp.unlink()
             return
+        if self.protocol in ("s3", "s3a"):
+            # a conditional PUT (If-None-Match: *): of two racing pushers, one wins
+            with contextlib.suppress(FileExistsError):
+                self.fs.pipe_file(rpath, data, mode="create")
+            return
         self.fs.pipe_file(rpath, data)
 
     # -- listing ---------------------------------------------------------
