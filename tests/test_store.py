@@ -90,3 +90,58 @@ def test_materialize_rebuilds_a_tree_whose_file_was_rewritten(tmp_path: Path) ->
     os.chmod(tree2, 0o755)
     (tree2 / "extra").write_bytes(b"x")
     assert cache.tree_problem(tree2, rec.manifest or {}) is not None
+
+
+WRONG_SHAPES = [[], "text", 7, {"actions": []}, {"stamps": "x", "result": 1}]
+
+
+@pytest.mark.parametrize("bad", WRONG_SHAPES, ids=[type(b).__name__ for b in WRONG_SHAPES])
+def test_cache_files_of_the_wrong_shape_are_a_miss_and_verify_repairs_them(
+    tiny_cnn: Path, cache_dir: Path, bad: object
+) -> None:
+    write_recipe(tiny_cnn, {"torchscript": {"format": "torchscript"}})
+    good = build_json(tiny_cnn)["targets"]["torchscript"]["digest"]
+    files = [cache_dir / "stat.json", *sorted((cache_dir / "state").glob("*.json"))]
+    files += sorted((cache_dir / "actions").glob("*/*.json"))
+    assert any(f.name.startswith("noop-") for f in files)
+    for f in files:
+        f.write_text(json.dumps(bad))
+    proc = run_cli(["build", "--json"], tiny_cnn)
+    res = json.loads(proc.stdout)
+    assert res["ok"] and res["targets"]["torchscript"]["digest"] == good
+    assert "Traceback" not in proc.stderr and "warning" in proc.stderr
+    for f in files:
+        if f.exists():
+            f.write_text(json.dumps(bad))
+    v = json.loads(run_cli(["cache", "verify", "--json"], tiny_cnn, check=1).stdout)
+    assert v["bad_files"], v
+    assert json.loads(run_cli(["cache", "verify", "--json"], tiny_cnn).stdout)["bad_files"] == []
+    assert build_json(tiny_cnn)["ok"]
+
+
+def test_a_folder_entry_without_its_manifest_is_a_miss(tiny_cnn: Path, cache_dir: Path) -> None:
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    write_recipe(tiny_cnn, {"ov": OV})
+    good = build_json(tiny_cnn)["targets"]["ov"]["digest"]
+    for p in (cache_dir / "actions").glob("*/*.json"):
+        entry = json.loads(p.read_text())
+        if entry["output"]["kind"] == "dir":
+            del entry["output"]["manifest"]
+            os.chmod(p, 0o644)
+            p.write_text(json.dumps(entry))
+    for p in (cache_dir / "state").glob("noop-*.json"):
+        p.unlink()
+    proc = run_cli(["build", "--json"], tiny_cnn)
+    assert "without a manifest" in proc.stderr
+    assert json.loads(proc.stdout)["targets"]["ov"]["digest"] == good
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe not utf-8 \x80", b'{"targets": [1, 2]}', b"[]"])
+def test_a_bad_lockfile_is_treated_as_absent_with_a_warning(tiny_cnn: Path, raw: bytes) -> None:
+    write_recipe(tiny_cnn, {"torchscript": {"format": "torchscript"}})
+    (tiny_cnn / "model.build.lock").write_bytes(raw)
+    proc = run_cli(["build", "--json"], tiny_cnn)
+    assert json.loads(proc.stdout)["ok"]
+    assert "model.build.lock" in proc.stderr and "treated as absent" in proc.stderr
+    lock = json.loads((tiny_cnn / "model.build.lock").read_text())
+    assert "torchscript" in lock["targets"]

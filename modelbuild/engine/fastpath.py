@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from modelbuild import __version__
 from modelbuild.store.hashing import atomic_write_bytes, digest_json, sha256_file
+from modelbuild.store.shapes import read_noop_state
 
 _PKG = Path(__file__).resolve().parent.parent  # the modelbuild package
 
@@ -56,9 +57,8 @@ def state_file(cache_root: Path, recipe_path: Path, targets: list[str]) -> Path:
 
 def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, Any] | None:
     """The recorded result if nothing it depends on changed, else None."""
-    try:
-        data = json.loads(state_file(cache_root, recipe_path, targets).read_text())
-    except (OSError, ValueError):
+    data = read_noop_state(state_file(cache_root, recipe_path, targets))  # shape-checked
+    if data is None:
         return None
     stamps: dict[str, Any] = data.get("stamps", {})
     digests: dict[str, str] = data.get("digests", {})

@@ -23,11 +23,22 @@ def lock_path(recipe: Any) -> Path:
 
 
 def read_lock(recipe: Any) -> dict[str, Any]:
-    try:
-        data = json.loads(lock_path(recipe).read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    """The lock, or {} with a warning when it is not UTF-8 JSON of the lock's shape: it is
+    derived from the build (and kept in git), so the build rewrites it and loses nothing."""
+    from modelbuild.store.shapes import read_json
+
+    p = lock_path(recipe)
+    data, why = read_json(p)
+    if why is None and data is not None:
+        ok = isinstance(data, dict) and isinstance(data.get("targets", {}), dict)
+        if ok and all(isinstance(t, dict) for t in data.get("targets", {}).values()):
+            return dict(data)
+        why = "not a lock's shape"
+    if why is not None:
+        import sys
+
+        print(f"warning: {p}: {why}; treated as absent (a build rewrites it)", file=sys.stderr)
+    return {}
 
 
 def _round(obj: Any) -> Any:
@@ -95,7 +106,7 @@ def update_lock(
     text = json.dumps(new, indent=2, sort_keys=True) + "\n"
     p = lock_path(recipe)
     try:
-        if p.read_text() == text:
+        if p.read_bytes() == text.encode():
             return False
     except OSError:
         pass
