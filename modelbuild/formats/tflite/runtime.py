@@ -17,6 +17,7 @@ dimension rules out is refused by ``accepts`` (verify reports it skipped).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -173,20 +174,25 @@ class IsolatedTFLiteRunner(LayoutIO):
         return cast("list[NDArray[Any]]", self._call(("run", feeds)))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+        _reap(self.proc)
 
     def __del__(self) -> None:
         proc = getattr(self, "proc", None)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            _reap(proc, wait=0)
+
+
+def _reap(proc: subprocess.Popen[bytes], wait: float = 10) -> None:
+    """End the child (EOF on its stdin asks it to exit) and close both pipes."""
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    try:
+        proc.wait(timeout=wait if wait else 0.5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _serve() -> None:
