@@ -145,3 +145,54 @@ def test_a_bad_lockfile_is_treated_as_absent_with_a_warning(tiny_cnn: Path, raw:
     assert "model.build.lock" in proc.stderr and "treated as absent" in proc.stderr
     lock = json.loads((tiny_cnn / "model.build.lock").read_text())
     assert "torchscript" in lock["targets"]
+
+
+def test_gc_waits_for_a_running_build(tiny_cnn: Path, cache_dir: Path) -> None:
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    write_recipe(tiny_cnn, {"torchscript": {"format": "torchscript"}, "onnx": {"format": "onnx"}})
+    env = dict(os.environ, MODELBUILD_CACHE=str(cache_dir))
+    cmd = [sys.executable, "-m", "modelbuild"]
+    build = subprocess.Popen(
+        [*cmd, "build", "--json", "--force"],
+        cwd=tiny_cnn,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lock = cache_dir / "locks" / "in-use.lock"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and build.poll() is None:
+        if lock.exists():
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                break  # the build holds it
+            finally:
+                os.close(fd)
+        time.sleep(0.02)
+    assert build.poll() is None, "the build ended before it was seen holding the cache"
+    (tiny_cnn / "model.build.lock").unlink(missing_ok=True)  # nothing pinned: gc takes all
+    gc = subprocess.run(
+        [*cmd, "cache", "gc", "--max-size", "0"],
+        cwd=tiny_cnn,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out, err = build.communicate(timeout=600)
+    assert build.returncode == 0, err
+    assert json.loads(out)["ok"]
+    assert gc.returncode == 0, gc.stderr
+    assert "removed" in gc.stdout
+    # gc ran after the build: it saw the lock the build wrote at its end and kept its entries.
+    kept = int(gc.stdout.rsplit("kept ", 1)[1].split()[0])
+    assert kept > 0, gc.stdout
+    assert build_json(tiny_cnn)["ok"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 NAME = "cache"
+GC_WAIT_S = 600.0  # how long gc/verify wait for running builds to finish
 
 
 def add_parser(sub: Any, recipe_arg: Callable[[Any], None]) -> None:
@@ -123,7 +124,8 @@ def run(args: Any) -> int:
                 )
         return 0
     if cmd == "verify":
-        rep = ca.verify(cache)
+        with cache.exclusive(GC_WAIT_S):
+            rep = ca.verify(cache)
         if args.json:
             print(json.dumps(rep.__dict__))
         else:
@@ -142,13 +144,14 @@ def run(args: Any) -> int:
             for path in rep.unreadable:
                 print(f"  unreadable {path}: kept it; fix its permissions (chmod u+r) or remove it")
         return 0 if rep.clean else 1
-    rep2 = ca.gc(
-        cache,
-        Path(args.repo).resolve() if args.repo else repo,
+    limits = (
         _parsed(ca.parse_size, "--max-size", args.max_size, "10G, 500M, 2T or a byte count"),
         _parsed(ca.parse_age, "--max-age", args.max_age, "30d, 12h, 90m, 2w or seconds"),
-        args.dry_run,
     )
+    # Builds hold the cache's in-use lock (shared); gc waits for them, so it never
+    # removes an object a running build is about to read.
+    with cache.exclusive(GC_WAIT_S):
+        rep2 = ca.gc(cache, Path(args.repo).resolve() if args.repo else repo, *limits, args.dry_run)
     if args.json:
         print(json.dumps(rep2.__dict__))
     else:

@@ -37,6 +37,7 @@ from modelbuild.store.hashing import (
 from modelbuild.store.shapes import action_problem, read_json
 
 READ_ONLY = 0o444
+IN_USE = "in-use.lock"  # shared by every process using the cache, exclusive for gc
 
 
 def default_cache_dir(start: Path) -> Path:
@@ -75,6 +76,7 @@ class Cache:
         self.tmp = root / "tmp"
         self.stat = StatCache(root / "stat.json")
         self.warnings: list[str] = []
+        self._held: int | None = None  # fd of our shared in-use lock
 
     # -- objects ---------------------------------------------------------
     def object_path(self, digest: str) -> Path:
@@ -82,6 +84,7 @@ class Cache:
 
     def put_file(self, src: Path) -> tuple[str, int]:
         """Move ``src`` (a scratch file we own) into the store; return (digest, size)."""
+        self.hold()
         digest = sha256_file(src)
         size = src.stat().st_size
         dst = self.object_path(digest)
@@ -112,6 +115,7 @@ class Cache:
 
     def check_object(self, digest: str) -> Path:
         """Path of a verified object; a corrupt one is removed and raises CacheError."""
+        self.hold()
         p = self.object_path(digest)
         try:
             actual = self.stat.file_digest(p)
@@ -125,6 +129,7 @@ class Cache:
 
     def materialize(self, rec: OutputRecord) -> Path:
         """A read-only path holding the output: the object itself, or a tree checkout."""
+        self.hold()
         if rec.kind == "file":
             return self.check_object(rec.digest)
         assert rec.manifest is not None
@@ -184,6 +189,7 @@ class Cache:
 
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The action entry of ``key``; one of the wrong shape is removed and is a miss."""
+        self.hold()
         p = self.action_path(key)
         entry, why = read_json(p)
         if entry is None and why is None:
@@ -213,14 +219,60 @@ class Cache:
         d.mkdir(parents=True, exist_ok=True)
         return FileLock(str(d / f"{name}.lock"), timeout=timeout)
 
+    def hold(self) -> None:
+        """Mark the cache in use by this process until it exits (a shared lock gc respects)."""
+        if self._held is not None:
+            return
+        import fcntl
+
+        d = self.root / "locks"
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a gc runs
+        self._held = fd
+
+    def exclusive(self, timeout: float) -> Any:
+        """The cache to ourselves (for gc): waits up to ``timeout`` s for builds to finish."""
+        import fcntl
+        import time
+
+        d = self.root / "locks"
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise CacheError(
+                        f"a build is still using the cache {self.root} after {timeout:.0f} s; "
+                        "removed nothing",
+                        hint="run gc again when the builds have finished",
+                    ) from None
+                time.sleep(0.1)
+
+        @contextlib.contextmanager
+        def held() -> Any:
+            try:
+                yield
+            finally:
+                os.close(fd)
+
+        return held()
+
     # -- scratch ---------------------------------------------------------
     def scratch_dir(self, label: str) -> Path:
+        self.hold()
         d = self.tmp / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         d.mkdir(parents=True)
         return d
 
     def clean_stale_scratch(self) -> int:
         """Remove scratch dirs of processes that died (a killed build leaves them)."""
+        self.hold()  # a build starts here: gc waits until it ends
         removed = 0
         try:
             entries = list(self.tmp.iterdir())
