@@ -196,3 +196,14 @@ def test_gc_waits_for_a_running_build(tiny_cnn: Path, cache_dir: Path) -> None:
     kept = int(gc.stdout.rsplit("kept ", 1)[1].split()[0])
     assert kept > 0, gc.stdout
     assert build_json(tiny_cnn)["ok"]
+
+
+def test_a_cache_path_that_is_a_file_is_one_clear_error(tiny_cnn: Path, tmp_path: Path) -> None:
+    write_recipe(tiny_cnn, {"torchscript": {"format": "torchscript"}})
+    f = tmp_path / "not-a-folder"
+    f.write_text("x")
+    for args in (["build"], ["cache", "verify"], ["cache", "gc", "--max-size", "1G"]):
+        proc = run_cli(args, tiny_cnn, env={"MODELBUILD_CACHE": str(f)}, check=2)
+        assert "Traceback" not in proc.stderr
+        assert str(f) in proc.stderr and "is a file" in proc.stderr
+    assert f.read_text() == "x"

@@ -69,6 +69,11 @@ class OutputRecord:
 
 class Cache:
     def __init__(self, root: Path) -> None:
+        if root.exists() and not root.is_dir():
+            raise CacheError(
+                f"the cache path {root} is a file, not a folder",
+                hint="point MODELBUILD_CACHE at a folder (or remove that file)",
+            )
         self.root = root
         self.objects = root / "objects"
         self.trees = root / "trees"
