@@ -256,10 +256,16 @@ def test_wrappers_and_checkpoint_key(
     model = _trained(folder, "Net")
     torch.save({wrapper: model.state_dict(), "step": 10}, folder / "w.pt")
     src = {"framework": "pytorch", "model": "models:Net", "checkpoint_key": key}
+
+    def forget_models() -> None:  # another test's `models` package must not answer here
+        for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
+            sys.modules.pop(name)
+
+    forget_models()
     try:
         loaded = load_torch_model({"source": src}, {"checkpoint": folder / "w.pt"}, folder)
     finally:
-        sys.modules.pop("models", None)
+        forget_models()
         sys.path.remove(str(folder))
     report = load_report(loaded)
     assert report is not None and report.entry == wrapper
