@@ -1,0 +1,1 @@
+"""A development zoo of real third-party architectures (see zoo/README.md)."""
