@@ -111,6 +111,7 @@ class Planner:
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
         self.actions: dict[str, Action] = {}
+        self._model_file: dict[str, Ref] | None = None
 
     # -- building blocks ---------------------------------------------------
     def add(self, step: str, params: dict[str, Any], inputs: dict[str, Ref], target: str) -> str:
@@ -179,8 +180,29 @@ class Planner:
             for i, f in enumerate(self.code_files()):
                 out[f"code:{i}:{Path(f.path).relative_to(self.recipe.dir).as_posix()}"] = f
         else:
-            out["model_file"] = self.file(str(s.model), ("source", "model"))
+            out.update(self.model_file())
         return out
+
+    def model_file(self) -> dict[str, Ref]:
+        """The source model file, and for an ONNX one each external data file it names
+        (confined to its folder, keyed by content: a changed weights.bin rebuilds)."""
+        if self._model_file is not None:
+            return dict(self._model_file)
+        s = self.recipe.source
+        ref = self.file(str(s.model), ("source", "model"))
+        out: dict[str, Ref] = {"model_file": ref}
+        if s.framework == "onnx":
+            from modelbuild.formats.onnx.external import external_files
+
+            try:
+                files = external_files(Path(ref.path))
+            except ModelBuildError as exc:
+                raise self.recipe.error(("source", "model"), exc.message, hint=exc.hint) from exc
+            base = Path(ref.path).parent
+            for f in files:
+                out[f"external:{f.relative_to(base.resolve()).as_posix()}"] = FileRef(str(f))
+        self._model_file = out
+        return dict(out)
 
     def code_files(self) -> list[FileRef]:
         s = self.recipe.source
@@ -218,12 +240,7 @@ class Planner:
             "recipe_name": r.name,
         }
         if r.source.framework == "onnx":
-            return self.add(
-                "onnx_from_file",
-                common,
-                {"model_file": self.file(str(r.source.model), ("source", "model"))},
-                target,
-            )
+            return self.add("onnx_from_file", common, self.model_file(), target)
         return self.add(
             "onnx_from_torch", {**common, **self.source_params()}, self.source_inputs(), target
         )

@@ -41,8 +41,10 @@ class Reference(Step):
         sets = load_sets(ctx.inputs["inputs"])
         meta: dict[str, Any] = {}
         if p["source"]["framework"] == "onnx":
+            from modelbuild.formats.onnx.external import check_source
             from modelbuild.formats.runtime import load_runner
 
+            check_source(ctx.inputs["model_file"])  # external data confined, before any is read
             runner = load_runner(ctx.inputs["model_file"], {"runtime": "onnxruntime"}, names, [])
             outs = [runner.run(s) for s in sets]
         else:

@@ -31,8 +31,10 @@ class OnnxFromFile(Step):
         from onnx import version_converter
 
         from modelbuild.errors import SourceError
+        from modelbuild.formats.onnx.external import check_source
 
         p = self.params(ctx)
+        check_source(ctx.inputs["model_file"])  # external data confined, before any is read
         try:
             m = onnx.load(str(ctx.inputs["model_file"]))
             onnx.checker.check_model(m)
