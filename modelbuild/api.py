@@ -285,6 +285,10 @@ def build(
     p = prepared or make_plan(r, names)
     if p.errors and not keep_going:
         raise next(iter(p.errors.values()))
+    from modelbuild.engine.extras import ml_installed, require_ml
+
+    if not ml_installed():  # the light core: say which extra, before anything runs
+        require_ml(plan(r, names, force=force).actions)
     lock_before: bytes | None = None
     if locked:
         pre = plan(r, names, force=force)
