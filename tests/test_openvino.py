@@ -179,3 +179,27 @@ def test_nncf_version_enters_the_key_of_int8_only() -> None:
     step = get_step("openvino_from_onnx")
     assert set(step.tool_versions({"precision": "fp16"})) == {"openvino"}
     assert set(step.tool_versions({"precision": "int8"})) == {"openvino", "nncf"}
+
+
+@needs_openvino
+def test_int8_digest_is_the_same_alone_and_in_a_full_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenVINO names the nodes it creates from a process-wide counter: in a build where one
+    worker converted another model first, the same int8 IR came out with other layer names
+    (Constant_25386 vs Constant_33280), so its digest depended on scheduling (issue 11.11)."""
+    from tests.conftest import copy_example
+
+    digests = []
+    for label, targets, args in (
+        ("alone", {"ov-int8": OV8}, ()),
+        # -j 1: one worker converts the fp32 and fp16 IRs, then quantizes the int8 one
+        ("full", {"ov": OV32, "ov-fp16": OV16, "ov-int8": OV8, "onnx": ONNX}, ("-j", "1")),
+    ):
+        monkeypatch.setenv("MODELBUILD_CACHE", str(tmp_path / f"cache-{label}"))
+        folder = copy_example("tiny_cnn", tmp_path / label)
+        write_recipe(folder, targets)
+        res = build_json(folder, *args)
+        assert res["ok"], res
+        digests.append(res["targets"]["ov-int8"]["digest"])
+    assert digests[0] == digests[1]

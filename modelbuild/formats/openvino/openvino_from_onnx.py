@@ -8,6 +8,7 @@ data calibrates poorly: ship real samples).
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ class Params:
 class OpenVinoFromOnnx(Step):
     name = "openvino_from_onnx"
     cost = 0.8
-    version = 1
+    version = 2  # 2: generated node names made independent of the process (_stable_names)
     tools = ("openvino",)
     output = "openvino"
     Params = Params
@@ -69,11 +70,29 @@ class OpenVinoFromOnnx(Step):
             model, meta["calibration"] = _quantize(ctx, p, model)
             if "calibration" not in ctx.inputs:
                 meta["notices"] = [calibration_notice(meta["calibration"], "calibration.data")]
+        _stable_names(model)
         ctx.output.mkdir()
         # compress_to_fp16 defaults to True in save_model: fp32 and int8 must say False.
         ov.save_model(model, str(ctx.output / "model.xml"), compress_to_fp16=p.precision == "fp16")
         meta["inputs"] = {i.get_any_name(): str(i.get_partial_shape()) for i in model.inputs}
         return meta
+
+
+_GENERATED = re.compile(r"^([A-Za-z][A-Za-z0-9]*)_[0-9]+$")
+
+
+def _stable_names(model: Any) -> None:
+    """Rename the nodes OpenVINO named itself (``Constant_25386``) by their place in the graph.
+
+    OpenVINO numbers the nodes it creates from one counter per process, so the same model
+    converted in a worker that had converted another one before came out with other names,
+    and another digest: the IR depended on scheduling. Names from the ONNX graph
+    (``/conv1/Conv``, ``images``) never match the pattern and stay as they are; tensor
+    names, which runtimes look outputs up by, are not touched."""
+    for i, op in enumerate(model.get_ordered_ops()):
+        m = _GENERATED.match(op.get_friendly_name())
+        if m and op.get_type_name() not in ("Parameter", "Result"):
+            op.set_friendly_name(f"{m.group(1)}_{i}")
 
 
 def _onnx_path(ctx: StepContext) -> Path:
