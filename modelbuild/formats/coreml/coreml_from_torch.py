@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from modelbuild.formats.coreml.layout import QUANT_OPS, count_ops
+from modelbuild.formats.coreml.layout import QUANT_OPS, count_ops, float_weights, fp32_by_design
 from modelbuild.params import field
 from modelbuild.step import Step, StepContext
 
@@ -39,7 +39,7 @@ class Params:
 class CoreMLFromTorch(Step):
     name = "coreml_from_torch"
     cost = 4.0
-    version = 2
+    version = 3  # 3: notices for fp32 recurrent weights in fp16 programs
     tools = ("coremltools", "torch")
     output = "model.mlpackage"
     Params = Params
@@ -103,6 +103,8 @@ class CoreMLFromTorch(Step):
                     f"coremltools could not convert the model: {_first_line(exc)}",
                     hint=_convert_hint(str(exc), p.method),
                 ) from exc
+            if p.precision == "fp16":
+                notices += _fp32_weight_notices(ml.get_spec(), p.deployment_target)
             if notices:
                 meta["notices"] = notices
             if p.precision == "int8":
@@ -123,6 +125,19 @@ class CoreMLFromTorch(Step):
         ml.save(str(ctx.output))
         normalize_manifest(ctx.output)
         return meta
+
+
+def _fp32_weight_notices(spec: Any, target: str) -> list[str]:
+    """Say which weights an fp16 program keeps in fp32 by design (recurrent ops before iOS17)."""
+    kept = [c for c in float_weights(spec)["fp32"] if fp32_by_design(spec, c)]
+    if not kept:
+        return []
+    ops = ", ".join(sorted(set(kept)))
+    return [
+        f"{len(kept)} weight tensors of {ops} stay float32 in the fp16 program: coremltools' "
+        f"{ops} has an fp16 form only from iOS17 (deployment_target is {target}); "
+        "set deployment_target: iOS17 for fp16 recurrent weights"
+    ]
 
 
 def _first_line(exc: Exception) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ STATIC_NOTICE = (
 class SavedModelFromOnnx(Step):
     name = "savedmodel_from_onnx"
     cost = 3.0
-    version = 2
+    version = 3  # 3: node names made TensorFlow scope-safe
     tools = (
         "onnx2tf",
         "tensorflow",
@@ -140,6 +141,53 @@ def _static_onnx(ctx: StepContext, onnx_path: Path, specs: list[dict[str, Any]])
     return out
 
 
+# TensorFlow's root scope names (tf.Variable names onnx2tf takes from ONNX node names, e.g.
+# for grouped convolutions): torch's exporter starts node names with "/", which TF refuses
+# when it saves ("'/features/features.3/Conv/kernel' is not a valid root scope name").
+_SCOPE_BAD = re.compile(r"[^A-Za-z0-9_./>-]")
+
+
+def scope_safe(name: str) -> str:
+    """A node name TensorFlow accepts as a root scope name (the same name when it already is)."""
+    fixed = _SCOPE_BAD.sub("_", name.lstrip("/"))
+    if not fixed or not (fixed[0].isalnum() or fixed[0] == "."):
+        fixed = "n" + fixed
+    return fixed
+
+
+def _sanitized_copy(onnx_path: Path, dst: Path) -> int:
+    """Copy the ONNX to ``dst`` with every node name made scope-safe (and kept unique);
+    the number of nodes renamed. Tensor names (the graph's inputs and outputs) are untouched."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    taken: set[str] = set()
+    renamed = 0
+
+    def fix(graph: Any) -> None:
+        nonlocal renamed
+        for node in graph.node:
+            name = scope_safe(node.name) if node.name else ""
+            if name:
+                base, i = name, 1
+                while name in taken:
+                    name, i = f"{base}_{i}", i + 1
+                taken.add(name)
+            if name != node.name:
+                node.name, renamed = name, renamed + 1
+            for attr in node.attribute:  # If/Loop/Scan bodies
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    fix(attr.g)
+                for g in attr.graphs:
+                    fix(g)
+
+    fix(model.graph)
+    big = model.ByteSize() > 1_500_000_000  # protobuf's 2 GiB limit: weights beside it
+    onnx.save(model, str(dst), save_as_external_data=big)
+    os.chmod(dst, 0o644)
+    return renamed
+
+
 def _short(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return (lines[0] if lines else text)[:400]
@@ -157,8 +205,9 @@ def convert(
     from modelbuild.errors import StepError
 
     src = ctx.workdir / "model.onnx"
-    shutil.copyfile(onnx_path, src)  # never let onnx2tf rewrite a cached file
-    os.chmod(src, 0o644)
+    renamed = _sanitized_copy(onnx_path, src)  # never let onnx2tf rewrite a cached file
+    if renamed:
+        ctx.log.info("renamed %d ONNX node(s) for TensorFlow's scope names", renamed)
     extra: dict[str, Any] = {}
     if static:
         extra["overwrite_input_shape"] = [

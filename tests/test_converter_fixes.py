@@ -1,0 +1,179 @@
+"""Converter fixes found on the development zoo, each on the smallest model that shows it:
+TensorFlow's scope names for grouped convolutions (TFLite), fp16 CoreML programs with
+recurrent ops."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import build_json
+
+MODELS = '''
+import torch
+
+
+class Depthwise(torch.nn.Module):
+    """ConvNeXt's / a keyword spotter's depthwise conv: onnx2tf names its kernel variable
+    after the ONNX node ("/dw/Conv"), which TensorFlow refused as a root scope name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dw = torch.nn.Conv1d(8, 8, 5, padding=2, groups=8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.dw(x)).mean(-1))
+
+
+class Lstm(torch.nn.Module):
+    """coremltools' lstm has an fp16 form only from iOS17."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.LSTM(4, 8, batch_first=True)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+'''
+
+
+def _recipe(
+    folder: Path, model: str, inp: dict[str, Any], targets: dict[str, Any]
+) -> dict[str, Any]:
+    import torch
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fix_models.py").write_text(MODELS)
+    spec = importlib.util.spec_from_file_location("fix_models", folder / "fix_models.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    torch.save(getattr(mod, model)().state_dict(), folder / "model.pt")
+    recipe = {
+        "modelbuild": 1,
+        "name": model.lower(),
+        "source": {
+            "framework": "pytorch",
+            "model": f"fix_models:{model}",
+            "checkpoint": "model.pt",
+        },
+        "inputs": {"x": inp},
+        "outputs": ["y"],
+        "targets": targets,
+    }
+    (folder / "model.build.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    result = build_json(folder, "-j", "1")
+    assert result["ok"], [
+        (a["id"], a.get("error")) for a in result["actions"] if a["status"] == "failed"
+    ]
+    return result
+
+
+def _notices(result: dict[str, Any], action: str) -> str:
+    return " ".join({a["id"]: a.get("notices", []) for a in result["actions"]}.get(action, []))
+
+
+def test_scope_safe_names() -> None:
+    from modelbuild.formats.savedmodel.savedmodel_from_onnx import scope_safe
+
+    assert scope_safe("/features/features.3/Conv") == "features/features.3/Conv"
+    assert scope_safe("dense") == "dense"
+    assert scope_safe("_x:0 y") == "n_x_0_y"
+    assert scope_safe("//") == "n"
+
+
+tflite_only = pytest.mark.skipif(
+    importlib.util.find_spec("onnx2tf") is None
+    or importlib.util.find_spec("ai_edge_litert") is None,
+    reason="the tflite extra is not installed",
+)
+
+
+@tflite_only
+def test_tflite_converts_a_grouped_convolution(tmp_path: Path, cache_dir: Path) -> None:
+    inp = {"shape": [2, 8, 20], "range": [-1.0, 1.0], "dynamic": {"0": "batch"}}
+    result = _recipe(tmp_path / "dw", "Depthwise", inp, {"tflite": {"format": "tflite"}})
+    cell = result["targets"]["tflite"]
+    assert cell["verified"] is True and Path(cell["path"]).is_file()
+    lock = json.loads((tmp_path / "dw" / "model.build.lock").read_text())
+    assert lock["targets"]["tflite"]["parity"]["sets_checked"] >= 1
+
+
+coreml_only = pytest.mark.skipif(
+    importlib.util.find_spec("coremltools") is None, reason="the coreml extra is not installed"
+)
+LSTM_INPUT = {"shape": [2, 6, 4], "range": [-1.0, 1.0]}
+
+
+def _weights(path: Path) -> dict[str, list[str]]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import coremltools as ct
+
+    from modelbuild.formats.coreml.layout import float_weights
+
+    return float_weights(ct.models.MLModel(str(path), skip_model_load=True).get_spec())
+
+
+@coreml_only
+def test_coreml_fp16_lstm_keeps_fp32_recurrent_weights_and_says_why(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    targets = {"coreml": {"format": "coreml", "precision": "fp16"}}
+    result = _recipe(tmp_path / "lstm", "Lstm", LSTM_INPUT, targets)
+    said = _notices(result, "coreml_from_torch")
+    assert "lstm" in said and "iOS17" in said, said
+    w = _weights(Path(result["targets"]["coreml"]["path"]))
+    assert w["fp32"] and set(w["fp32"]) == {"lstm"}, w  # only the recurrent op's
+    assert "linear" in w["fp16"], w
+
+
+@pytest.mark.slow
+@coreml_only
+def test_coreml_fp16_lstm_at_ios17_is_all_fp16(tmp_path: Path, cache_dir: Path) -> None:
+    targets = {"coreml": {"format": "coreml", "precision": "fp16", "deployment_target": "iOS17"}}
+    result = _recipe(tmp_path / "lstm17", "Lstm", LSTM_INPUT, targets)
+    assert "stay float32" not in _notices(result, "coreml_from_torch")
+    w = _weights(Path(result["targets"]["coreml"]["path"]))
+    assert not w["fp32"] and w["fp16"], w
+
+
+@coreml_only
+def test_coreml_spec_check_still_refuses_fp32_weights_of_other_ops(tmp_path: Path) -> None:
+    """The allowance is for recurrent ops before iOS17 only: a Linear left in fp32 fails."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import coremltools as ct
+    import torch
+
+    from modelbuild.formats.coreml.runtime import CoreMLRunner
+
+    torch.manual_seed(0)
+    lin = torch.jit.trace(torch.nn.Linear(4, 2).eval(), torch.zeros(1, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml = ct.convert(
+            lin,
+            inputs=[ct.TensorType(name="x", shape=(1, 4))],
+            convert_to="mlprogram",
+            compute_precision=ct.precision.FLOAT32,
+            skip_model_load=True,
+        )
+    path = tmp_path / "m.mlpackage"
+    ml.save(str(path))
+    runner = CoreMLRunner(path, {"precision": "fp16"}, ["x"], [])
+    problems = runner._check_precision(())
+    assert problems and "used by linear" in problems[0], problems
