@@ -203,3 +203,74 @@ def test_int8_digest_is_the_same_alone_and_in_a_full_build(
         assert res["ok"], res
         digests.append(res["targets"]["ov-int8"]["digest"])
     assert digests[0] == digests[1]
+
+
+OVBF16 = {"format": "openvino", "precision": "bf16"}
+
+
+@needs_openvino
+def test_bf16_records_its_hint_and_is_checked_in_bf16(tiny_cnn: Path) -> None:
+    from modelbuild.formats.openvino.cpu import bf16_support
+    from modelbuild.formats.runtime import load_runner
+
+    if not bf16_support()[0]:
+        pytest.skip(f"this CPU does not run bf16 ({bf16_support()[1]}): the refusal is tested")
+    write_recipe(tiny_cnn, {"ov": OV32, "ov-bf16": OVBF16})
+    res = build_json(tiny_cnn)
+    assert res["ok"], res
+    lock = json.loads((tiny_cnn / "model.build.lock").read_text())["targets"]
+    bf16 = lock["ov-bf16"]["parity"]
+    fig, f32 = bf16["outputs"]["logits"], lock["ov"]["parity"]["outputs"]["logits"]
+    assert bf16["sets_checked"] == 4 and bf16["tolerance"] == {"atol": 0.05, "rtol": 0.05}
+    # bf16 arithmetic ran: its error is far above the f32 check's, and within bf16's tolerance
+    assert fig["max_abs"] > 100 * max(f32["max_abs"], 1e-7) and fig["max_abs"] < 0.05
+    assert fig["cosine"] > 0.999
+    assert lock["ov-bf16"]["tools"]["cpu_bf16"].startswith(("cpu flags: ", "OpenVINO"))
+    assert "cpu_bf16" not in lock["ov"]["tools"]
+    xml = _xml(tiny_cnn, "ov-bf16")
+    assert "<runtime_options>" in xml and 'INFERENCE_PRECISION_HINT value="bf16"' in xml
+    # A serving runtime that applies the recorded hint compiles it in bf16.
+    out = tiny_cnn / "dist" / "ov-bf16" / "openvino"
+    r = load_runner(out, {"runtime": "openvino", "inference_precision": "artifact"}, ["images"], [])
+    assert r.inference_precision == "bf16"  # type: ignore[attr-defined]
+    kinds = {
+        op.get_rt_info()["layerType"].astype(str): op.get_rt_info()["runtimePrecision"].astype(str)
+        for op in r.compiled.get_runtime_model().get_ops()  # type: ignore[attr-defined]
+    }
+    assert kinds["Convolution"] == "bf16"
+    fp32 = load_runner(
+        tiny_cnn / "dist" / "ov" / "openvino",
+        {"runtime": "openvino", "inference_precision": "artifact"},
+        ["images"],
+        [],
+    )
+    assert fp32.inference_precision == "f32"  # type: ignore[attr-defined]
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_with_the_reason(
+    tiny_cnn: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.errors import PlanError
+    from modelbuild.formats.openvino import cpu
+    from modelbuild.recipe.load import load_recipe
+
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("the openvino extra is not installed")
+    # What a CPU without AVX512_BF16/AMX reports (the detection itself reads /proc/cpuinfo).
+    monkeypatch.setattr(cpu, "bf16_support", lambda: (False, "cpu flags: no avx512_bf16/amx_bf16"))
+    write_recipe(tiny_cnn, {"ov": OV32, "ov-bf16": OVBF16})
+    plan = make_plan(load_recipe(tiny_cnn / "model.build.yaml"))
+    err = plan.errors["ov-bf16"]
+    assert isinstance(err, PlanError) and "ov" in plan.targets
+    text = err.render()
+    assert text.startswith("targets.ov-bf16.precision: OpenVINO bf16 needs a CPU")
+    assert "no avx512_bf16/amx_bf16" in text and "precision: fp16 or int8" in text
+
+
+def test_bf16_detection_enters_the_key() -> None:
+    from modelbuild.step import get_step
+
+    step = get_step("openvino_from_onnx")
+    assert "cpu_bf16" in step.key_environment({"precision": "bf16"})
+    assert step.key_environment({"precision": "fp16"}) == {}

@@ -1,4 +1,4 @@
-"""OpenVINO IR from ONNX: fp32, fp16-compressed weights, or int8 with NNCF.
+"""OpenVINO IR from ONNX: fp32, fp16-compressed weights, bf16 inference, or int8 with NNCF.
 
 Writes a directory holding model.xml and model.bin. int8 is NNCF post-training
 quantization; its calibration reads an .npz of samples keyed by input name, or,
@@ -22,7 +22,7 @@ from modelbuild.step import Step, StepContext, calibration_notice, dist_version
 class Params:
     """Conversion settings (see formats.openvino.Target)."""
 
-    precision: Literal["fp32", "fp16", "int8"] = field("fp32", description="precision")
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = field("fp32", description="precision")
     calibration: dict[str, Any] | None = field(None, description="int8: {data, samples}")
     preset: Literal["performance", "mixed"] = field("performance", description="int8: NNCF preset")
     model_type: Literal["transformer"] | None = field(None, description="int8: NNCF model type")
@@ -43,6 +43,16 @@ class OpenVinoFromOnnx(Step):
         if params and params.get("precision") == "int8":
             out["nncf"] = dist_version("nncf")
         return out
+
+    def key_environment(self, params: dict[str, Any] | None = None) -> dict[str, str]:
+        # A bf16 IR is built (and checked) only where the CPU runs bf16: what was detected
+        # is part of what the artifact means.
+        if params and params.get("precision") == "bf16":
+            from modelbuild.formats.openvino.cpu import bf16_support
+
+            ok, seen = bf16_support()
+            return {"cpu_bf16": seen if ok else f"unsupported ({seen})"}
+        return {}
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         from modelbuild.formats.openvino.telemetry import no_telemetry
@@ -70,6 +80,12 @@ class OpenVinoFromOnnx(Step):
             model, meta["calibration"] = _quantize(ctx, p, model)
             if "calibration" not in ctx.inputs:
                 meta["notices"] = [calibration_notice(meta["calibration"], "calibration.data")]
+        if p.precision == "bf16":
+            # The IR keeps fp32 weights (an IR stores no bf16 weights); the precision is a
+            # runtime property, recorded where OpenVINO keeps runtime options, so a serving
+            # runtime that reads it (as modelbuild's does) compiles the model in bf16.
+            model.set_rt_info(BF16_HINT, list(HINT_PATH))
+            meta["rt_info"] = {"/".join(HINT_PATH): BF16_HINT}
         _stable_names(model)
         ctx.output.mkdir()
         # compress_to_fp16 defaults to True in save_model: fp32 and int8 must say False.
@@ -78,6 +94,8 @@ class OpenVinoFromOnnx(Step):
         return meta
 
 
+HINT_PATH = ("runtime_options", "INFERENCE_PRECISION_HINT")  # where the IR keeps the hint
+BF16_HINT = "bf16"
 _GENERATED = re.compile(r"^([A-Za-z][A-Za-z0-9]*)_[0-9]+$")
 
 

@@ -1,7 +1,8 @@
-"""OpenVINO IR targets (model.xml + model.bin): fp32, fp16 weights, or int8 with NNCF.
+"""OpenVINO IR targets (model.xml + model.bin): fp32, fp16 weights, bf16 inference, or
+int8 with NNCF.
 
     export ─ simplify ─┬─ (the onnx targets)
-                       └─ openvino_from_onnx (fp32 | fp16 | int8 + calibration)
+                       └─ openvino_from_onnx (fp32 | fp16 | bf16 | int8 + calibration)
 
 The ONNX export is the same action the ONNX targets use (one export for both).
 """
@@ -15,7 +16,7 @@ from modelbuild.formats.base import TargetBase, check_precision, require
 from modelbuild.formats.onnx.target import onnx_chain
 from modelbuild.params import field, to_mapping
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,11 @@ class Target(TargetBase):
     """An OpenVINO IR directory (model.xml + model.bin)."""
 
     format: Literal["openvino"] = field(description="openvino")
-    precision: Literal["fp32", "fp16", "int8"] = field(
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = field(
         "fp32",
-        description="fp32; fp16 (weights compressed to fp16); int8 (NNCF post-training "
-        "quantization)",
+        description="fp32; fp16 (weights compressed to fp16); bf16 (fp32 weights, the bf16 "
+        "inference precision hint recorded in the IR's rt_info, checked in bf16: needs a CPU "
+        "with AVX512_BF16 or AMX); int8 (NNCF post-training quantization)",
     )
     simplify: bool = field(
         True,
@@ -82,6 +84,8 @@ def plan(pl: Any, name: str, t: Target) -> Any:
     ref = onnx_chain(pl, name, t.simplify, "none")
     params: dict[str, Any] = {"precision": t.precision}
     inputs: dict[str, Any] = {"model": ref}
+    if t.precision == "bf16":
+        refuse_bf16_here(name)
     if t.precision == "int8":
         require("nncf", "NNCF (OpenVINO int8)", "openvino", f"targets.{name}.precision")
         cal = t.calibration or Calibration()
@@ -97,6 +101,23 @@ def plan(pl: Any, name: str, t: Target) -> Any:
     return pl.add("openvino_from_onnx", params, inputs, name)
 
 
+def refuse_bf16_here(name: str) -> None:
+    """A bf16 target is checked by running it in bf16: refuse it where the CPU cannot."""
+    from modelbuild.errors import PlanError
+    from modelbuild.formats.openvino.cpu import bf16_support
+
+    ok, seen = bf16_support()
+    if not ok:
+        raise PlanError(
+            f"OpenVINO bf16 needs a CPU that runs bf16 natively (AVX512_BF16 or AMX), and this "
+            f"one does not ({seen}): the parity check could not run the artifact as it would "
+            "be served",
+            hint="build it on such a CPU (Intel Sapphire Rapids or newer, AMD Zen 4 or newer), "
+            "or use precision: fp16 or int8 here",
+            key_path=f"targets.{name}.precision",
+        )
+
+
 def runner(t: Target) -> dict[str, Any]:
     # OpenVINO's CPU plugin runs in bf16 by default where the CPU has it, which would
     # make parity depend on the machine and hide the artifact's own error behind bf16's.
@@ -104,4 +125,6 @@ def runner(t: Target) -> dict[str, Any]:
     # weights (the CPU plugin cannot execute f16 on most x86 CPUs and silently uses bf16
     # instead); int8 still runs its quantized layers in u8/i8 kernels (the hint governs
     # only the layers left in floating point), so the figure is the quantization error.
-    return {"runtime": "openvino", "device": "CPU", "inference_precision": "f32"}
+    # bf16 is the exception: the artifact *is* the bf16 hint, so it is checked in bf16.
+    hint = "bf16" if t.precision == "bf16" else "f32"
+    return {"runtime": "openvino", "device": "CPU", "inference_precision": hint}
