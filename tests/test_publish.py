@@ -115,3 +115,97 @@ def test_publish_and_unpublish_refuse_unmarked_folders(tmp_path: Path) -> None:
     assert publish(cache, rec, dest, "model.onnx") == path
     assert (dest / MARKER).is_file()
     assert unpublish(dest) and not dest.exists()
+
+
+def _inode(p: Path) -> tuple[int, int]:
+    st = p.stat()
+    return st.st_dev, st.st_ino
+
+
+def test_published_files_are_the_cache_objects_not_copies(tiny_cnn: Path, cache_dir: Path) -> None:
+    """Issue 15.1: dist/ shares the cache's bytes (a hard link, read-only), and `cache du`
+    counts them once: logical bytes in dist/, no physical ones."""
+    write_recipe(tiny_cnn, {"onnx": ONNX, "ts": {"format": "torchscript"}})
+    res = build_json(tiny_cnn)
+    for t, name in (("onnx", "model.onnx"), ("ts", "model.pt")):
+        f = tiny_cnn / "dist" / t / name
+        digest = res["targets"][t]["digest"]
+        obj = cache_dir / "objects" / digest[:2] / digest
+        assert _inode(f) == _inode(obj), f"{f} is not the cache object"
+        assert f.stat().st_mode & 0o222 == 0, f"{f} is writable"
+        assert f.stat().st_nlink >= 2
+    du = json.loads(run_cli(["cache", "du", "--json"], tiny_cnn).stdout)
+    areas = {a["name"]: a for a in du["areas"]}
+    assert areas["dist"]["files"] >= 4  # two artifacts and two markers
+    artifacts = (
+        sum(res["targets"][t]["size"] for t in ("onnx", "ts"))
+        if all("size" in res["targets"][t] for t in ("onnx", "ts"))
+        else (tiny_cnn / "dist" / "onnx" / "model.onnx").stat().st_size
+    )
+    assert areas["dist"]["logical"] >= artifacts
+    assert areas["dist"]["physical"] < 64 * 1024  # only the markers' blocks: no second copy
+    assert du["physical"] <= du["logical"] + 64 * 1024 * len(du["areas"])
+    text = run_cli(["cache", "du"], tiny_cnn).stdout
+    assert "logical" in text and "physical" in text and "dist" in text
+
+
+def test_a_user_edit_of_a_published_file_never_reaches_a_build(
+    tiny_cnn: Path, cache_dir: Path
+) -> None:
+    """A published file is read-only; one made writable and edited is the object edited:
+    verify reports it, and the next build rebuilds and republishes the good bytes."""
+    import os
+
+    write_recipe(tiny_cnn, {"onnx": ONNX})
+    good = build_json(tiny_cnn)["targets"]["onnx"]["digest"]
+    f = tiny_cnn / "dist" / "onnx" / "model.onnx"
+    assert f.stat().st_mode & 0o222 == 0  # read-only (root may still write: tests run as root)
+    os.chmod(f, 0o644)
+    with open(f, "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00EDITED\x00")
+    v = json.loads(run_cli(["cache", "verify", "--json"], tiny_cnn, check=1).stdout)
+    assert good in v["corrupt"], v
+    res = build_json(tiny_cnn)
+    assert res["ok"] and res["targets"]["onnx"]["digest"] == good
+    from modelbuild.store.hashing import sha256_file
+
+    assert sha256_file(f) == good, "the good bytes are published again"
+    assert f.stat().st_mode & 0o222 == 0
+
+
+def test_publishing_across_filesystems_copies_and_says_so(tmp_path: Path) -> None:
+    """A cache on another filesystem (tmpfs here) cannot be linked: the artifact is copied,
+    re-hashed, read-only, with one note for the build."""
+    import os
+    import subprocess
+    import sys
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem (/dev/shm) on this machine to publish across")
+    code = """
+import sys
+from pathlib import Path
+from modelbuild.store.cache import Cache
+from modelbuild.store.publish import publish
+cache = Cache(Path(sys.argv[1]))
+for i in range(2):
+    art = cache.scratch_dir("t") / f"a{i}.bin"  # a step's output, in the cache's scratch
+    art.write_bytes(b"bytes %d" % i * 1000)
+    rec = cache.put_output(art)
+    publish(cache, rec, Path(sys.argv[2]) / "dist" / f"t{i}", "a.bin")
+"""
+    with __import__("tempfile").TemporaryDirectory(dir=shm) as cache_root:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, cache_root, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert proc.stderr.count("note: publishing") == 1, proc.stderr
+        assert "copy" in proc.stderr
+        for i in range(2):
+            f = tmp_path / "dist" / f"t{i}" / "a.bin"
+            assert f.read_bytes() == b"bytes %d" % i * 1000
+            assert f.stat().st_mode & 0o222 == 0

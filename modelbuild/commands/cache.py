@@ -95,13 +95,18 @@ def run(args: Any) -> int:
     if cmd in ("push", "pull", "stats"):
         return run_remote(args, cache, repo)
     if cmd == "du":
+        from modelbuild.store.du import published_folders, usage
+
         d = ca.du(cache)
-        print(
-            json.dumps(d)
-            if args.json
-            else f"{d['root']}: {d['bytes'] / 1e6:.2f} MB in {d['objects']} objects, "
-            f"{d['actions']} action entries"
-        )
+        u = usage(cache.root, published_folders(repo, cache.root))
+        d.update(u.to_json())  # logical vs physical bytes, each inode counted once
+        if args.json:
+            print(json.dumps(d))
+        else:
+            print(
+                f"{d['root']}: {d['bytes'] / 1e6:.2f} MB in {d['objects']} objects, "
+                f"{d['actions']} action entries\n{u.table()}"
+            )
         return 0
     if cmd == "ls":
         rows = [

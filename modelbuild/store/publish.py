@@ -7,22 +7,31 @@ which the next publish of that target removes (its process is gone).
 Every published folder carries a marker (``.modelbuild-published``: target,
 recipe, artifact digest). A folder without one was not written by modelbuild
 (``output_dir: .`` and a target named ``weights``): publishing or unpublishing
-refuses it with exit 2 and touches nothing. The bytes copied out of the cache are
-re-hashed before the rename, so a corrupt object is never published.
+refuses it with exit 2 and touches nothing.
+
+No second copy: a published file is a hard link to its cache object (the same
+inode, read-only), or a reflink where hard links cannot be made, or a copy
+across filesystems (said once). A link is the object ``materialize`` just
+verified; a copy is re-hashed before the rename. Either way a corrupt object is
+never published. A user who makes a published file writable and edits it edits
+the object too: the changed ctime makes the next read re-hash it, so the cache
+drops it and rebuilds (``cache verify`` reports it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 from modelbuild import faults
 from modelbuild.errors import CacheError, PublishError
-from modelbuild.store.cache import Cache, OutputRecord
-from modelbuild.store.hashing import StatCache, digest_json
+from modelbuild.store.cache import READ_ONLY, Cache, OutputRecord
+from modelbuild.store.hashing import digest_json, iter_files, sha256_file
 
 MARKER = ".modelbuild-published"
 
@@ -54,39 +63,37 @@ def refuse_unowned(dest_dir: Path, name: str | None = None) -> None:
 def publish(
     cache: Cache, rec: OutputRecord, dest_dir: Path, name: str, recipe: str | None = None
 ) -> Path:
-    """Copy an artifact into dest_dir/name atomically; skip if already identical."""
+    """Publish an artifact at dest_dir/name atomically (links to the cache's bytes, see
+    ``place``); skip if it is already there."""
     refuse_unowned(dest_dir, name)
     final = dest_dir / name
-    if final.exists():
-        try:
-            if cache.stat.digest(final) == rec.digest:
-                if not (dest_dir / MARKER).is_file():
-                    _write_marker(dest_dir, dest_dir.name, name, rec, recipe)
-                return final
-        except OSError:
-            pass
+    if final.exists() and same_bytes(cache, final, rec):
+        if not (dest_dir / MARKER).is_file():
+            _write_marker(dest_dir, dest_dir.name, name, rec, recipe)
+        return final
     src = cache.materialize(rec)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale(dest_dir)
     tmp = dest_dir.parent / f".{dest_dir.name}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
     tmp.mkdir()
     try:
-        if rec.kind == "dir":
-            shutil.copytree(src, tmp / name)
-            for root, _dirs, files in os.walk(tmp / name):
-                for f in files:
-                    os.chmod(os.path.join(root, f), 0o644)
-        else:
-            shutil.copyfile(src, tmp / name)
-            os.chmod(tmp / name, 0o644)
-        # The copy is what users get: its bytes must be the digest the lock records.
-        got = StatCache(None).digest(tmp / name)
-        if got != rec.digest:
-            raise CacheError(
-                f"the cached bytes of {dest_dir.name} do not match their digest "
-                f"({got[:17]} != {rec.digest[:17]}); published nothing",
-                hint="run `modelbuild cache verify`, then build again",
-            )
+        files = iter_files(src) if rec.kind == "dir" else [src]
+        for f in files:
+            dst = tmp / name / f.relative_to(src) if rec.kind == "dir" else tmp / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            how = place(f, dst)
+            if how != "link":
+                _said_once(cache, how, dest_dir)
+                # A copy is what users get: its bytes must be the digest the lock records
+                # (a link is the object itself, verified by materialize).
+                want = rec.manifest[f.relative_to(src).as_posix()] if rec.manifest else rec.digest
+                got = sha256_file(dst)
+                if got != want:
+                    raise CacheError(
+                        f"the cached bytes of {dest_dir.name} do not match their digest "
+                        f"({got[:12]} != {want[:12]}); published nothing",
+                        hint="run `modelbuild cache verify`, then build again",
+                    )
         _write_marker(tmp, dest_dir.name, name, rec, recipe)
         faults.point("publish")
         unpublish(dest_dir, name)
@@ -95,6 +102,77 @@ def publish(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def place(src: Path, dst: Path) -> str:
+    """Put the read-only object ``src`` at ``dst`` without a second copy of its bytes:
+    a hard link (the same inode), else a reflink (copy-on-write, where the filesystem
+    has it), else a copy (another filesystem). Returns "link", "reflink" or "copy"."""
+    try:
+        os.link(src, dst)
+        return "link"
+    except OSError:
+        pass
+    how = "reflink" if _reflink(src, dst) else "copy"
+    if how == "copy":
+        shutil.copyfile(src, dst)
+    os.chmod(dst, READ_ONLY)
+    return how
+
+
+def _reflink(src: Path, dst: Path) -> bool:
+    import fcntl
+
+    ficlone = 0x40049409  # FICLONE: share the extents (btrfs, XFS, bcachefs)
+    try:
+        with open(src, "rb") as s, open(dst, "wb") as d:
+            fcntl.ioctl(d.fileno(), ficlone, s.fileno())
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(dst)
+        return False
+
+
+_SAID: set[str] = set()
+
+
+def _said_once(cache: Cache, how: str, dest_dir: Path) -> None:
+    if how in _SAID:
+        return
+    _SAID.add(how)
+    why = (
+        "a reflink (copy-on-write)"
+        if how == "reflink"
+        else "a full copy (no hard link: another filesystem than the cache?)"
+    )
+    print(
+        f"note: publishing to {dest_dir.parent} as {why}; on the cache's filesystem "
+        "published files are hard links to the cache (no second copy)",
+        file=sys.stderr,
+    )
+
+
+def same_bytes(cache: Cache, final: Path, rec: OutputRecord) -> bool:
+    """Whether the published ``final`` holds ``rec``: cheap when its files are links to
+    the (verified) objects, else by their digests."""
+    try:
+        if rec.kind == "file":
+            pairs = [(final, rec.digest)]
+        else:
+            have = {f.relative_to(final).as_posix(): f for f in iter_files(final)}
+            if set(have) != set(rec.manifest or {}):
+                return False
+            pairs = [(have[rel], d) for rel, d in (rec.manifest or {}).items()]
+        for f, digest in pairs:
+            obj = cache.object_path(digest)
+            if os.path.samestat(os.stat(f), os.stat(obj)):
+                cache.check_object(digest)  # one stat when untouched; a write shows in ctime
+            elif cache.stat.file_digest(f) != digest:
+                return False
+        return True
+    except (OSError, CacheError):
+        return False
 
 
 def _write_marker(
