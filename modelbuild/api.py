@@ -269,13 +269,17 @@ def build(
     on_publish: Callable[[str, str], None] | None = None,
     step_timeout: float | None = None,
     prepared: Plan | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> BuildResult:
     """Build, verify and publish ``targets`` (default: all); writes model.build.lock.
 
     ``locked=True`` (CI): raise ``LockMismatchError`` when any key, digest or tool
     version differs from the committed lock; the lock file is left as it was.
     ``step_timeout``: seconds per action (default: the recipe's, else 1800; 0: none).
-    ``prepared``: a plan of ``targets`` already made (the CLI reuses it)."""
+    ``prepared``: a plan of ``targets`` already made (the CLI reuses it).
+    ``executor``: "local" (worker processes) or "ray" (one Ray task per action, on the
+    cluster at ``address``, else on a local Ray started for this build)."""
     from modelbuild.engine.build import build as _build
     from modelbuild.engine.plan import make_plan
     from modelbuild.engine.pool import step_timeout_for
@@ -298,10 +302,18 @@ def build(
 
         lock_before = lock_path(r).read_bytes()
     cache = cache_for(r)
+    runner = None
+    if executor == "ray":
+        from modelbuild.engine.ray_runner import RayRunner
+
+        runner = RayRunner(cache, r.dir, jobs=jobs, address=address)
+    elif executor != "local":
+        raise UsageError(f"unknown executor {executor!r}", hint="use local or ray")
     result = _build(
         p,
         cache,
         names,
+        runner=runner,
         jobs=jobs or os.cpu_count() or 1,
         force=force,
         keep_going=keep_going,

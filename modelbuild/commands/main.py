@@ -94,6 +94,23 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--remote-read-only", action="store_true", help="pull from the remote, never push"
     )
+    b.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local worker processes (default), or one Ray task per action (the ray extra)",
+    )
+    b.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --executor ray: the cluster (ray://HOST:10001, HOST:6379, auto); "
+        "default: a local Ray started for this build",
+    )
+    b.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="never build a missing toolchain environment: refuse, naming the command",
+    )
 
     ve = sub.add_parser(
         "verify", help="re-run the parity check; table of max abs/rel error, cosine"
@@ -154,6 +171,7 @@ COMMAND_MODULES: list[str] = [
     "modelbuild.commands.inspect",
     "modelbuild.commands.clean",
     "modelbuild.commands.completion",
+    "modelbuild.commands.toolchain",
 ]
 
 
@@ -247,6 +265,10 @@ def cmd_build(args: Any) -> int:
         os.environ["MODELBUILD_REMOTE"] = args.remote
     if args.remote_read_only:
         os.environ["MODELBUILD_REMOTE_READ_ONLY"] = "1"
+    if args.no_sync:
+        os.environ["MODELBUILD_NO_SYNC"] = "1"
+    if args.address and args.executor != "ray":
+        raise UsageError("--address needs --executor ray")
     if not (args.force or args.dry_run or args.locked):
         fast = _fast_noop(args)
         if fast is not None:
@@ -272,6 +294,8 @@ def cmd_build(args: Any) -> int:
         locked=args.locked,
         reporter=reporter,
         step_timeout=args.step_timeout,
+        executor=args.executor,
+        address=args.address,
     )
     if args.json:
         from modelbuild.commands.errjson import build_errors

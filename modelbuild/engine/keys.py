@@ -14,9 +14,12 @@ A ``Reason`` is data (kind, name, old, new) and reads as text: it is a ``str``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from modelbuild import toolchain
 from modelbuild.step import UNKEYED_PARAMS, get_step
 from modelbuild.store.hashing import digest_json
 
@@ -83,7 +86,68 @@ class KeyIngredients:
 def step_tools(step_name: str, params: dict[str, Any]) -> dict[str, str]:
     """Tool versions plus the environment the step declares, as they enter its key."""
     step = get_step(step_name)
-    return {**step.tool_versions(params), **step.key_environment(params)}
+    tools = {**step.tool_versions(params), **step.key_environment(params)}
+    tools.update(imported_versions(params))  # what the model's code imports
+    env = toolchain.for_step(step_name)  # a pinned environment: its lock and its versions
+    return tools if env is None else env.key_tools(tools)
+
+
+# -- what the model's code imports (found in the worker, see source/imports.py) ----------
+IMPORT_ROLE = "import:"  # an input found by the import itself; "code:" ones the recipe names
+CODE_ROLE = "code:"
+
+
+def imported_versions(params: dict[str, Any]) -> dict[str, str]:
+    """Versions of the installed distributions the model's code imports."""
+    from modelbuild.step import dist_version
+
+    src = params.get("source")
+    dists = src.get("distributions") if isinstance(src, dict) else None
+    return {d: dist_version(d) for d in dists or [] if isinstance(d, str)}
+
+
+def import_name(path: str, recipe_dir: str) -> str:
+    """How an imported file is named in a key and the lock: relative to the recipe's folder
+    inside the repository (so every checkout keys it alike), else its absolute path."""
+    from modelbuild.recipe.paths import repo_root
+
+    root = repo_root(Path(recipe_dir))
+    if Path(path).is_relative_to(root):
+        return Path(os.path.relpath(path, recipe_dir)).as_posix()
+    return path
+
+
+def with_imports(
+    job_ingredients: dict[str, Any],
+    params: dict[str, Any],
+    found: dict[str, list[str]],
+    recipe_dir: str,
+) -> KeyIngredients | None:
+    """The ingredients of an action that loaded the model, with what its code imported (as
+    the next plan will key it from the lock); None when the action was keyed with exactly
+    that already."""
+    from modelbuild.store.hashing import sha256_file
+
+    declared = {
+        k[len(CODE_ROLE) :]: v
+        for k, v in job_ingredients.get("inputs", {}).items()
+        if k.startswith(CODE_ROLE)
+    }
+    inputs = {
+        k: v for k, v in job_ingredients.get("inputs", {}).items() if not k.startswith(IMPORT_ROLE)
+    }
+    for f in found.get("files", []):
+        name = import_name(f, recipe_dir)
+        if name not in declared:
+            inputs[IMPORT_ROLE + name] = sha256_file(f)
+    old_src = params.get("source") or {}
+    src = {k: v for k, v in old_src.items() if k != "distributions"}
+    if found.get("distributions"):  # as the planner writes it: absent when there is none
+        src["distributions"] = sorted(found["distributions"])
+    if inputs == job_ingredients.get("inputs") and src == old_src:
+        return None
+    new_params = {**params, "source": src}
+    return ingredients(str(job_ingredients["step"]), new_params, inputs)
 
 
 def ingredients(step_name: str, params: dict[str, Any], inputs: dict[str, str]) -> KeyIngredients:

@@ -64,7 +64,9 @@ class WorkerCrashed(Exception):
     """The worker process died while running an action."""
 
 
-def _serve(conn: Connection, step_modules: dict[str, str]) -> None:
+def _serve(conn: Connection, step_modules: dict[str, str], path: list[str] | None = None) -> None:
+    if path:  # a pinned environment's interpreter: its sys.path, not the parent's
+        sys.path[:] = path
     from modelbuild.engine.worker import run_job
     from modelbuild.step import STEP_MODULES
 
@@ -126,17 +128,37 @@ WARM = "<warm>"
 
 
 class Pool:
-    def __init__(self, size: int, step_modules: dict[str, str]) -> None:
+    def __init__(
+        self,
+        size: int,
+        step_modules: dict[str, str],
+        python: str | None = None,
+        path: list[str] | None = None,
+    ) -> None:
+        """``python``/``path``: the interpreter and sys.path of a pinned toolchain
+        environment the workers run in (modelbuild/toolchain); None: this one's."""
         self.size = max(1, size)
         self.step_modules = step_modules
+        self.python, self.path = python, path
         self.workers: list[Worker] = []
         self.started = 0
         self._ctx = multiprocessing.get_context("spawn")
 
     def _spawn(self) -> Worker:
         parent, child = self._ctx.Pipe()
-        p = self._ctx.Process(target=_serve, args=(child, self.step_modules), daemon=True)
-        p.start()
+        args = (child, self.step_modules, self.path)
+        p = self._ctx.Process(target=_serve, args=args, daemon=True)
+        if self.python:  # spawn starts the child with multiprocessing's one executable
+            from multiprocessing import spawn
+
+            saved = spawn.get_executable()
+            spawn.set_executable(self.python)
+            try:
+                p.start()
+            finally:
+                spawn.set_executable(saved)
+        else:
+            p.start()
         child.close()
         self.started += 1
         w = Worker(p, parent)

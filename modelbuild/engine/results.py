@@ -22,6 +22,7 @@ class ActionResult:
     error: ModelBuildError | None = None
     reasons: list[Reason] = field(default_factory=list)
     pid: int | None = None
+    node: str | None = None  # where it ran, when the runner says (Ray: host and node id)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class BuildResult:
                     "status": r.status,
                     "key": r.key,
                     "seconds": round(r.seconds, 4),
+                    **({"node": r.node} if r.node else {}),
                     **({"notices": r.meta["notices"]} if r.meta.get("notices") else {}),
                     **({"error": r.error.render()} if r.error else {}),
                 }

@@ -4,13 +4,14 @@ decides what runs and in which order, a runner only runs it.
     PoolRunner       worker processes that keep their imports (the default)
     InProcessRunner  this process, one action at a time (tests, debugging: milliseconds)
     DryRunner        runs nothing; every action it is handed "would run" (`plan`, --dry-run)
-
-A team-scale runner (Ray) implements the same four calls.
+    RayRunner        one Ray task per action (engine/ray_runner.py, `--executor ray`)
 """
 
 from __future__ import annotations
 
 import os
+import time
+from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,23 +48,33 @@ class Runner(Protocol):
 
 
 class PoolRunner:
-    """Actions in worker processes (engine/pool.py): a crash fails only its action."""
+    """Actions in worker processes (engine/pool.py): a crash fails only its action.
+
+    A step assigned to a pinned toolchain environment (modelbuild/toolchain) runs in a
+    worker started with that environment's python: one pool per environment, at most
+    ``jobs`` actions at a time over all of them."""
 
     name = "local"
 
-    def __init__(self, jobs: int, step_modules: dict[str, str]) -> None:
+    def __init__(self, jobs: int, step_modules: dict[str, str], cache_root: Path | None = None):
         self.jobs = max(1, jobs)
         self.step_modules = dict(step_modules)
-        self._pool: Pool | None = None
+        self.cache_root = cache_root  # where pinned environments live (None: no toolchains)
+        self._pools: dict[str, Pool] = {}  # environment name ("": this one) → pool
         self._started = 0
 
-    def _get(self) -> Pool:
-        if self._pool is None:
-            self._pool = Pool(self.jobs, self.step_modules)
-        return self._pool
+    def _get(self, env: str = "") -> Pool:
+        if env not in self._pools:
+            python = path = None
+            if env:
+                python, path = _interpreter(env, self.cache_root)
+            self._pools[env] = Pool(self.jobs, self.step_modules, python, path)
+        return self._pools[env]
 
     def submit(self, uid: str, job: dict[str, Any], frameworks: set[str]) -> bool:
-        pool = self._get()
+        if sum(len(p.busy()) for p in self._pools.values()) >= self.jobs:
+            return False
+        pool = self._get(_env_of(job))
         worker = pool.pick(frameworks)
         if worker is None:
             return False
@@ -75,20 +86,59 @@ class PoolRunner:
         self._get().prefetch(frameworks, str(log))
 
     def busy(self) -> bool:
-        return self._pool is not None and bool(self._pool.busy())
+        return any(p.busy() for p in self._pools.values())
 
     def wait(self) -> list[Finished]:
-        return self._get().wait()
+        pools = [p for p in self._pools.values() if p.busy()]
+        if len(pools) <= 1:
+            return (pools[0] if pools else self._get()).wait()
+        # several environments: wait on every busy worker, then collect from the pools
+        # whose workers are ready or past their deadline (their wait returns at once)
+        workers = [w for p in pools for w in p.busy()]
+        deadlines = [w.deadline for w in workers if w.deadline is not None]
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        handles = [h for w in workers for h in (w.conn, w.process.sentinel)]
+        ready = set(mp_wait(handles, timeout))
+        now = time.monotonic()
+        out: list[Finished] = []
+        for p in pools:
+            if any(
+                w.conn in ready
+                or w.process.sentinel in ready
+                or (w.deadline is not None and now >= w.deadline)
+                for w in p.busy()
+            ):
+                out.extend(p.wait())
+        return out
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._started += self._pool.started
-            self._pool.close()
-            self._pool = None
+        for pool in self._pools.values():
+            self._started += pool.started
+            pool.close()
+        self._pools = {}
 
     @property
     def started(self) -> int:
-        return self._started + (self._pool.started if self._pool else 0)
+        return self._started + sum(p.started for p in self._pools.values())
+
+
+def _env_of(job: dict[str, Any]) -> str:
+    """The toolchain environment ``job``'s step runs in ("": this one)."""
+    from modelbuild import toolchain
+
+    tc = toolchain.for_step(str(job.get("step", "")))
+    return "" if tc is None else tc.name
+
+
+def _interpreter(env: str, cache_root: Path | None) -> tuple[str, list[str]]:
+    """The python and sys.path of environment ``env``, built on first use."""
+    from modelbuild import toolchain
+    from modelbuild.toolchain.sync import ensure, worker_path
+
+    tcs = toolchain.active()
+    assert tcs is not None and cache_root is not None
+    python = str(ensure(tcs.get(env), cache_root))
+    return python, worker_path(python)
 
 
 class InProcessRunner:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelbuild import toolchain
 from modelbuild.engine import keys
 from modelbuild.engine.keys import KeyIngredients, Reason
 from modelbuild.engine.plan import Action, FileRef, Plan
@@ -50,7 +51,8 @@ class Engine:
         self.keep_going = keep_going
         self.step_timeout = step_timeout  # seconds per action (pool kills past it); None: none
         self.reporter = reporter or Reporter()
-        self.runner: Runner = runner or PoolRunner(self.jobs, STEP_MODULES)
+        toolchain.activate(plan.recipe.dir)  # which steps run in pinned environments (keys)
+        self.runner: Runner = runner or PoolRunner(self.jobs, STEP_MODULES, cache.root)
         self.results: dict[str, ActionResult] = {}
         self.state = State(cache, plan.recipe.path)
         self._keys: dict[str, KeyIngredients] = {}
@@ -172,6 +174,7 @@ class Engine:
                 for uid, status, payload, pid in self.runner.wait():
                     r = self.results[uid]
                     r.pid = pid
+                    r.node = getattr(self.runner, "nodes", {}).get(uid)
                     self._finish(r, status, payload)
                     if r.status == "failed":
                         stop = stop or not self.keep_going

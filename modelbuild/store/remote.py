@@ -241,6 +241,30 @@ class RemoteCache:
             with contextlib.suppress(OSError):
                 scratch.rmdir()
 
+    # -- single objects (the Ray runner moves large inputs and outputs this way) -------
+    def get_object(self, digest: str, cache: Cache) -> bool:
+        """Pull one object into ``cache``, verified by its digest; False: missing or bad."""
+        try:
+            return self._pull_object(digest, cache)
+        except OSError as exc:
+            self.warn(cache, f"pull of object {digest[:12]} failed ({exc})")
+            return False
+
+    def put_object(self, digest: str, cache: Cache) -> None:
+        """Push one verified local object unless the remote has it (write-once)."""
+        if self.read_only:
+            raise CacheError("the remote cache is read-only: cannot move an object through it")
+        rpath = self.object_path(digest)
+        if not self._exists(rpath):
+            self._put_file(cache.check_object(digest), rpath)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for a Ray worker: without the open filesystem (rebuilt on use)."""
+        state = dict(self.__dict__)
+        state["_fs"] = None
+        state["stats"] = RemoteStats()
+        return state
+
     # -- push ------------------------------------------------------------
     def publish(self, keys: list[str], cache: Cache) -> int:
         """Push the local entries ``keys`` (and their objects); returns how many were new.
