@@ -109,6 +109,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     batch = int(first[0]) if len(first) >= 2 else 1  # axis 0 is the batch by convention
     return {
         "median_ms": median,
+        "p10_ms": float(np.percentile(arr, 10)),
         "p90_ms": float(np.percentile(arr, 90)),
         "mean_ms": float(arr.mean()),
         "min_ms": float(arr.min()),

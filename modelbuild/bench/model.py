@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-BENCH_VERSION = 1  # bump when the way of measuring changes: old results stop matching
+BENCH_VERSION = 2  # bump when the way of measuring changes: old results stop matching
 EAGER, TRACED = "pytorch-eager", "torchscript-traced"
 # Runtimes the worker provides itself (not artifacts): the PyTorch baselines.
 BASELINE_RUNTIMES = {"torch-eager": ("torch",), "torch-traced": ("torch",)}
@@ -28,8 +28,9 @@ class Settings:
 class BenchRow:
     """One line of the format table.
 
-    ``status``: ok | not built | stale | no runtime | not measured | failed; ``message``
-    says what to do about anything but ok."""
+    ``status``: ok | not built | failed parity | stale | no runtime | not measured | failed;
+    ``message`` says what to do about anything but ok. ``verdict`` is what the build's
+    parity gate said: verified | failed parity | spec only | not verified | not built."""
 
     name: str
     kind: str  # "target" | "baseline"
@@ -44,6 +45,7 @@ class BenchRow:
     digest: str | None = None
     size: int | None = None
     median_ms: float | None = None
+    p10_ms: float | None = None
     p90_ms: float | None = None
     mean_ms: float | None = None
     min_ms: float | None = None
@@ -51,7 +53,9 @@ class BenchRow:
     load_s: float | None = None
     throughput: float | None = None  # items per second (batch of the first input / median)
     speedup: float | None = None  # PyTorch eager median / this median
-    parity: dict[str, Any] | None = None  # passed, max_abs, max_rel, cosine (worst output)
+    # passed, max_abs, max_rel, cosine (worst output), tolerance, sets_checked, numeric
+    parity: dict[str, Any] | None = None
+    verdict: str = "-"
     key: str | None = None
     # What the worker needs; not reported.
     job: dict[str, Any] | None = field(default=None, repr=False)

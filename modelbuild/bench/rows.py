@@ -14,17 +14,37 @@ def parity_summary(parity: dict[str, Any] | None) -> dict[str, Any] | None:
     """The worst figures over every output of a verify report."""
     if not parity:
         return None
-    outs = list((parity.get("outputs") or {}).values())
+    outs = [o for o in (parity.get("outputs") or {}).values() if isinstance(o, dict)]
     return {
         "passed": bool(parity.get("passed")),
         "max_abs": max((o.get("max_abs", 0.0) for o in outs), default=None),
         "max_rel": max((o.get("max_rel", 0.0) for o in outs), default=None),
         "cosine": min((o.get("cosine", 1.0) for o in outs), default=None),
+        "tolerance": parity.get("tolerance"),
+        "sets_checked": parity.get("sets_checked"),
+        "numeric": parity.get("numeric", True),
     }
 
 
+def verdict_of(entry: dict[str, Any] | None, outcome: dict[str, Any] | None) -> str:
+    """What the parity gate said of a target: from its lock entry (what passed) or, when
+    it has none, from the last build's outcome (a parity failure leaves no lock entry)."""
+    if entry and entry.get("path"):
+        if not entry.get("verified"):
+            return "not verified"
+        return "spec only" if (entry.get("parity") or {}).get("numeric") is False else "verified"
+    if outcome and outcome.get("status") == "failed parity":
+        return "failed parity"
+    return "not built"
+
+
 def _target_row(
-    recipe: Any, name: str, entry: dict[str, Any] | None, stat: Any, common: dict[str, Any]
+    recipe: Any,
+    name: str,
+    entry: dict[str, Any] | None,
+    stat: Any,
+    common: dict[str, Any],
+    outcome: dict[str, Any] | None = None,
 ) -> BenchRow:
     from modelbuild.formats import FORMATS, format_module
     from modelbuild.formats.runtime import RUNTIME_MODULES
@@ -33,6 +53,16 @@ def _target_row(
     t = recipe.targets[name]
     row = BenchRow(name, "target", t.format, str(t.precision), "-")
     build_hint = f"run `modelbuild build {name}`"
+    row.verdict = verdict_of(entry, outcome)
+    if row.verdict == "failed parity":
+        assert outcome is not None
+        # Said before anything about runtimes: this artifact must not ship, whatever else.
+        row.parity = parity_summary(outcome.get("parity"))
+        row.status = "failed parity"
+        row.message = (
+            f"failed its parity check, so it was not published: {outcome.get('error') or ''}"
+        ).rstrip(": ") + f"; fix the model or its tolerance, then {build_hint}"
+        return row
     if t.format not in FORMATS:
         row.status, row.message = "no runtime", f"no format module for {t.format}"
         return row
@@ -163,7 +193,12 @@ def _baseline_rows(
 
 
 def collect(
-    recipe: Any, targets: list[str], settings: Settings, stat: Any, baselines: bool = True
+    recipe: Any,
+    targets: list[str],
+    settings: Settings,
+    stat: Any,
+    baselines: bool = True,
+    outcomes: dict[str, dict[str, Any]] | None = None,
 ) -> list[BenchRow]:
     """The rows to show, in order: baselines first, then the targets in recipe order."""
     from modelbuild.engine.plan import Planner
@@ -187,7 +222,9 @@ def collect(
         )
         rows.extend(_baseline_rows(recipe, stat, common, with_traced))
     for name in targets:
-        rows.append(_target_row(recipe, name, lock.get(name), stat, common))
+        rows.append(
+            _target_row(recipe, name, lock.get(name), stat, common, (outcomes or {}).get(name))
+        )
     return rows
 
 

@@ -47,6 +47,7 @@ __all__ = [
 
 _RESULT_FIELDS = (
     "median_ms",
+    "p10_ms",
     "p90_ms",
     "mean_ms",
     "min_ms",
@@ -115,7 +116,10 @@ def run_bench(
     from modelbuild.store.hashing import StatCache
 
     stat = StatCache(cache_root / "stat.json")
-    rows = collect(recipe, targets, settings, stat, baselines)
+    from modelbuild.engine.outcomes import read_outcomes
+
+    outcomes = read_outcomes(cache_root, recipe.path)
+    rows = collect(recipe, targets, settings, stat, baselines, outcomes)
     stat.save()
     todo: dict[str, list[BenchRow]] = {}
     for i, row in enumerate(rows):

@@ -12,7 +12,7 @@ NAME = "bench"
 
 def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser(
-        NAME, help="latency per target (median, p90), size, parity: the format table"
+        NAME, help="latency per target (p10, median, p90), size, parity: the format table"
     )
     recipe_arg(p)
     p.add_argument(
@@ -129,6 +129,7 @@ def table_rows(report: Any) -> list[list[str]]:
                 r.format,
                 r.precision,
                 r.runtime,
+                fmt_ms(r.p10_ms),
                 fmt_ms(r.median_ms),
                 fmt_ms(r.p90_ms),
                 f"{r.throughput:.0f}" if r.throughput else "-",
@@ -147,6 +148,7 @@ HEADERS = [
     "format",
     "precision",
     "runtime",
+    "p10 ms",
     "median ms",
     "p90 ms",
     "items/s",
@@ -156,6 +158,9 @@ HEADERS = [
     "vs eager",
     "status",
 ]
+
+
+NUMERIC = {"p10 ms", "median ms", "p90 ms", "items/s", "size", "max abs diff", "cosine", "vs eager"}
 
 
 def print_table(report: Any) -> None:
@@ -175,16 +180,14 @@ def print_table(report: Any) -> None:
     for h in HEADERS:
         table.add_column(
             h,
-            justify="right"
-            if h in ("median ms", "p90 ms", "items/s", "size", "max abs diff", "cosine", "vs eager")
-            else "left",
+            justify="right" if h in NUMERIC else "left",
             no_wrap=True,
         )
     for r, cells in zip(report.rows, table_rows(report), strict=False):
         style = (
             "dim"
             if r.kind == "baseline"
-            else ("red" if r.status == "failed" else "yellow" if not r.measured else "")
+            else ("red" if r.status.startswith("failed") else "yellow" if not r.measured else "")
         )
         table.add_row(*[escape(c) for c in cells], style=style)
     console.print(table)
@@ -192,5 +195,5 @@ def print_table(report: Any) -> None:
         if r.message:
             console.print(
                 f"  {escape(r.name)}: {escape(r.message)}",
-                style="red" if r.status == "failed" else "yellow",
+                style="red" if r.status.startswith("failed") else "yellow",
             )

@@ -16,8 +16,8 @@ def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) 
 
     p = sub.add_parser(
         NAME,
-        help="Markdown/HTML report with the format table, latency and "
-        "size plots (PNG) and the build graph",
+        help="Markdown/HTML report: can each target ship (parity verdict, tolerance, "
+        "figures), the recipe, latency (p10-p90) and size charts (SVG), the build graph",
     )
     recipe_arg(p)
     p.add_argument(
@@ -27,7 +27,8 @@ def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) 
         "-o",
         "--output",
         default=None,
-        help="folder for report.md, report.html and the PNGs (default: report/ beside the recipe)",
+        help="folder for report.md, report.html and the SVG charts "
+        "(default: report/ beside the recipe)",
     )
     p.add_argument(
         "--format",
@@ -59,9 +60,9 @@ def run(args: Any) -> int:
     for name in ("report.md", "report.html"):
         if name in written:
             print(f"wrote {written[name]}")
-    if not any(n.endswith(".png") for n in written):
+    if not any(n.endswith(".svg") for n in written):
         print(
-            "note: no plots (matplotlib is missing: pip install 'modelbuild[report]')",
+            "note: no charts (matplotlib is missing: pip install 'modelbuild[report]')",
             file=sys.stderr,
         )
     return 0 if bench.ok else 1

@@ -5,7 +5,7 @@ right of its deepest input), so the drawing reads left to right like
 `graph --format dot`. Within a column nodes are ordered by the mean height of
 their inputs, which removes most crossings in a plan's fan-out shape.
 Coordinates are in inches with a monospace font, so every box fits its label
-without measuring text.
+without measuring text. SVG output is byte-reproducible (report/charts.reproducible).
 """
 
 from __future__ import annotations
@@ -140,5 +140,10 @@ def draw(plan: Any, fmt: str, path: str | Path) -> Path:
         )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format=fmt, dpi=150)
+    from modelbuild.report.charts import reproducible
+
+    # no date, fixed element ids: the same plan draws the same bytes
+    meta = {"Date": None, "Creator": "modelbuild"} if fmt == "svg" else {"Software": "modelbuild"}
+    with reproducible():
+        fig.savefig(out, format=fmt, dpi=150, metadata=meta)
     return out
