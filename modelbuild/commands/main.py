@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from modelbuild import __version__
-from modelbuild.errors import LockMismatchError, ModelBuildError, UsageError
+from modelbuild.errors import BuildFailure, LockMismatchError, ModelBuildError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return EXIT_USAGE
     as_json = bool(getattr(args, "json", False))
+    saved = _stop_on_signals()
     try:
         if args.command in COMMANDS:
             return int(COMMANDS[args.command](args))
@@ -216,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Stopped as exc:  # SIGTERM/SIGHUP: the workers were stopped on the way out
+        print(f"stopped by {exc.name}", file=sys.stderr)
+        if as_json:
+            from modelbuild.commands.errjson import failure
+
+            print(json.dumps(failure([BuildFailure(f"stopped by {exc.name}")]), indent=1))
+        return 128 + exc.signum
     except BrokenPipeError:  # `modelbuild build | head`
         sys.stderr.close()
         return EXIT_OK
@@ -235,6 +243,43 @@ def main(argv: list[str] | None = None) -> int:
         out["errors"][0]["kind"] = "InternalError"
         print(json.dumps(out, indent=1))
         return EXIT_FAILED
+    finally:
+        _restore_signals(saved)
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (closing the worker pool, which kills busy
+    workers and removes their scratch; the OS releases their locks), then exit 128+N."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Turn SIGTERM/SIGHUP into ``Stopped`` (in the main thread; elsewhere a no-op)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum: int, frame: Any) -> None:
+        for s in (signal.SIGTERM, signal.SIGHUP):  # one is enough: let the cleanup finish
+            signal.signal(s, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    return {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+
+
+def _restore_signals(saved: dict[int, Any]) -> None:
+    import signal
+
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 def cache_for(recipe: Any) -> Any:

@@ -17,8 +17,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
+from modelbuild.engine.procs import (
+    die_with_parent,
+    exit_text,
+    kill_tree,
+    make_tree_writable,
+    private_tmpdir,
+)
 from modelbuild.registry import FRAMEWORKS
 
 # Modules worth keeping a worker for (registry.FRAMEWORKS), with rough import seconds.
@@ -72,28 +80,41 @@ def _serve(conn: Connection, step_modules: dict[str, str], path: list[str] | Non
 
     STEP_MODULES.update(step_modules)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    die_with_parent()
     while True:
         try:
             job = conn.recv()
-        except (EOFError, KeyboardInterrupt):
-            return
+        except (EOFError, OSError, KeyboardInterrupt):
+            _quick_exit()
         if job is None:
             _quick_exit()
         if isinstance(job, tuple):  # ("warm", modules, log): import ahead of need
             _warm(job[1], job[2])
-            conn.send(("warm", None, [m for m in HEAVY if m in sys.modules]))
+            _send(conn, ("warm", None, [m for m in HEAVY if m in sys.modules]))
             continue
         try:
-            reply: tuple[str, Any] = ("ok", run_job(job))
+            root = job.get("cache_root")
+            with private_tmpdir(Path(root) / "tmp" if root else None):
+                reply: tuple[str, Any] = ("ok", run_job(job))
         except BaseException as exc:  # run_job wraps converter errors; this is the rest
             reply = ("err", exc)
         loaded = [m for m in HEAVY if m in sys.modules]
         try:
-            conn.send((*reply, loaded))
+            _send(conn, (*reply, loaded))
         except Exception:  # an exception that does not pickle
             from modelbuild.errors import StepError
 
-            conn.send(("err", StepError(f"{type(reply[1]).__name__}: {reply[1]}"), loaded))
+            err = StepError(f"{type(reply[1]).__name__}: {reply[1]}")
+            _send(conn, ("err", err, loaded))
+
+
+def _send(conn: Connection, msg: Any) -> None:
+    """Reply to the build; a build that is gone (stopped by a signal) ends this worker
+    quietly: nobody is left to read a traceback."""
+    try:
+        conn.send(msg)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        os._exit(0)
 
 
 def _quick_exit() -> None:
@@ -110,7 +131,6 @@ def _quick_exit() -> None:
 
 def _warm(modules: list[str], log: str) -> None:
     import importlib
-    from pathlib import Path
 
     from modelbuild.engine.worker import _redirect_fds
 
@@ -142,6 +162,7 @@ class Pool:
         self.python, self.path = python, path
         self.workers: list[Worker] = []
         self.started = 0
+        self.tmp_root: Path | None = None  # the cache's tmp/, known from the first job
         self._ctx = multiprocessing.get_context("spawn")
 
     def _spawn(self) -> Worker:
@@ -193,6 +214,8 @@ class Pool:
         w.limit = float(limit) if limit else 0.0
         w.deadline = time.monotonic() + w.limit if w.limit > 0 else None
         w.action, w.step = str(job.get("id", uid)), str(job.get("step", "?"))
+        if job.get("cache_root"):
+            self.tmp_root = Path(job["cache_root"]) / "tmp"
         w.conn.send(job)
 
     def prefetch(self, wants: set[str], log: str) -> bool:
@@ -240,10 +263,11 @@ class Pool:
             w.loaded.update(loaded)
             w.warming = set()
         except (EOFError, OSError):
-            status, payload = "crash", WorkerCrashed(f"exit code {w.process.exitcode}")
-            w.process.join(timeout=5)
+            w.process.join(timeout=5)  # reaped first: before that its exit code is None
+            status, payload = "crash", WorkerCrashed(exit_text(w.process.exitcode))
             w.conn.close()
             self.workers.remove(w)
+            self._sweep(w)
         assert uid is not None
         return None if uid == WARM else (uid, status, payload, w.pid)
 
@@ -251,10 +275,11 @@ class Pool:
         from modelbuild.errors import StepError
 
         uid, w.job = w.job, None
-        w.process.kill()
+        kill_tree(w.pid)
         w.process.join(timeout=5)
         w.conn.close()
         self.workers.remove(w)
+        self._sweep(w)
         if uid == WARM:
             return None
         assert uid is not None
@@ -268,15 +293,32 @@ class Pool:
 
     def close(self) -> None:
         """Stop every worker: idle ones exit at once (see _quick_exit); one still busy
-        (an interrupted build) is killed, which its action's atomic writes allow."""
+        (an interrupted build, a signal) is killed with the processes it started, which
+        its action's atomic writes allow, and its scratch folders are removed. The OS
+        releases the action locks a killed worker held."""
         for w in self.workers:
             if w.job is None:
                 with contextlib.suppress(OSError, ValueError):
                     w.conn.send(None)
+            else:
+                kill_tree(w.pid)
         for w in self.workers:
-            w.process.join(timeout=10 if w.job is None else 0)
+            w.process.join(timeout=10 if w.job is None else 2)
             if w.process.is_alive():
-                w.process.kill()
+                kill_tree(w.pid)
                 w.process.join(timeout=5)
             w.conn.close()
+            if w.job is not None:
+                self._sweep(w)
         self.workers = []
+
+    def _sweep(self, w: Worker) -> None:
+        """Remove the scratch folders of a worker that was killed or died."""
+        if self.tmp_root is None or w.process.is_alive():
+            return
+        import shutil
+
+        with contextlib.suppress(OSError):
+            for d in self.tmp_root.glob(f"*-{w.pid}-*"):
+                make_tree_writable(d)
+                shutil.rmtree(d, ignore_errors=True)
