@@ -23,9 +23,12 @@ def run(args: Any) -> int:
     from modelbuild.store.publish import unpublish
 
     recipe = load_recipe(args.file)
-    out = recipe.dir / recipe.output_dir
+    from modelbuild.recipe.paths import output_dir
+
+    shown = output_dir(recipe.path, recipe.data)
+    out = recipe.dir / shown
     removed = [t for t in recipe.targets if unpublish(out / t)]
-    print(f"removed {len(removed)} published target(s) from {recipe.output_dir}/")
+    print(f"removed {len(removed)} published target(s) from {shown}/")
     if args.cache:
         cache = cache_for(recipe)
         for sub in (

@@ -36,6 +36,7 @@ class TermReporter(Reporter):
         self.pending_cached: list[ActionResult] = []
         self.running_tasks: dict[str, Any] = {}  # action id → rich task (terminal)
         self.since: dict[str, float] = {}  # action id → start time
+        self.said: set[str] = set()  # notices printed (the export and the reference load alike)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.beat: threading.Thread | None = None
@@ -120,6 +121,9 @@ class TermReporter(Reporter):
             f"{escape(figures)} {count}".rstrip()
         )
         for note in r.meta.get("notices") or []:
+            if note in self.said:
+                continue
+            self.said.add(note)
             self._print(f"[cyan]notice[/] {escape(r.action.id)}: {escape(note)}")
         if r.error is not None:
             self._print(f"[red]{escape(r.error.render())}[/]")

@@ -17,6 +17,7 @@ from modelbuild.engine.results import BuildResult, Reporter, TargetResult
 from modelbuild.engine.runners import Runner
 from modelbuild.engine.scheduler import Engine
 from modelbuild.errors import ParityError
+from modelbuild.recipe.paths import output_dir
 from modelbuild.store.cache import Cache
 from modelbuild.store.hashing import digest_json
 from modelbuild.store.publish import publish, unpublish_failed
@@ -68,9 +69,14 @@ def build(
     )
     buildable = [t for t in targets if t in plan.targets]
     results = eng.run(buildable)
+    for r in results:  # a model load keyed again with what its code imported (engine/worker)
+        rekeyed = (r.meta.get("imports") or {}).get("key") if r.status == "built" else None
+        if isinstance(rekeyed, str):
+            r.key = rekeyed
     if eng.remote is not None:  # push what this build made: objects first, entries last
         eng.remote.publish([r.key for r in results if r.status == "built" and r.key], cache)
-    out_dir = (recipe.dir / recipe.output_dir).resolve()
+    shown = output_dir(recipe.path, recipe.data)  # dist, dist/NAME for NAME.build.yaml
+    out_dir = (recipe.dir / shown).resolve()
     tres: dict[str, TargetResult] = {}
     for name in targets:
         if name in plan.errors:
@@ -90,7 +96,7 @@ def build(
             tres[name] = TargetResult(name, False, error=err, kept=True)
             if (out_dir / name).exists():
                 cache.warn(
-                    f"kept {recipe.output_dir}/{name}/ from the last good build: this build of "
+                    f"kept {shown}/{name}/ from the last good build: this build of "
                     f"{name} failed before its artifact existed"
                 )
             continue
@@ -117,9 +123,7 @@ def build(
                 key=art.key,
                 error=verr.render(),
             )
-            unpublish_failed(
-                cache, out_dir / name, f"{recipe.output_dir}/{name}/ (parity check failed)"
-            )
+            unpublish_failed(cache, out_dir / name, f"{shown}/{name}/ (parity check failed)")
             continue
         with cache.lock(f"publish-{digest_json(str(out_dir / name))[:24]}"):
             path = publish(cache, art.output, out_dir / name, tp.output_name, str(recipe.path))

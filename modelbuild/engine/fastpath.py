@@ -75,11 +75,41 @@ def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, 
         restamped = True
     if sorted(stamps) != sorted(set(stamps) | set(_env_paths())):
         return None  # a new module or sys.path entry appeared
+    if data.get("sys_path", _sys_path()) != _sys_path():
+        return None  # an entry removed or moved (PYTHONPATH): imports and versions may differ
+    if not _same_versions(data.get("versions")):
+        return None  # a distribution in some key was installed, removed or upgraded
     if not _same_environment(data.get("environment")):
         return None  # e.g. another GPU or CUDA: a TensorRT key would differ
     if restamped:
         atomic_write_bytes(state_file(cache_root, recipe_path, targets), json.dumps(data).encode())
     return cast("dict[str, Any] | None", data.get("result"))
+
+
+def _sys_path() -> list[str]:
+    cwd = os.getcwd()  # sys.path[0] under `python -m`: the folder the command runs in
+    return [p for p in sys.path if p != cwd]
+
+
+def _same_versions(recorded: Any) -> bool:
+    """True when every distribution whose version entered a key has that version now (as
+    ``step.dist_version`` reads it: importlib.metadata, first on sys.path)."""
+    if recorded is None:
+        return True
+    if not isinstance(recorded, dict):
+        return False
+    return all(_dist_version(dist) == version for dist, version in recorded.items())
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not-installed"
+    except Exception:  # a broken dist-info: let the full path say what it is
+        return None
 
 
 def _environment(steps: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +155,14 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
                 paths.add(os.path.dirname(ref.path))
                 if os.path.isfile(ref.path):
                     digests[ref.path] = cache.stat.digest(ref.path)
+    rdir = str(plan.recipe.dir)
     for r in result.actions:
+        # what the model's code imported (found in the worker; the plan keys it next time)
+        for name in ((r.meta or {}).get("imports") or {}).get("files") or []:
+            f = os.path.normpath(os.path.join(rdir, name))
+            paths.update((f, os.path.dirname(f)))
+            if os.path.isfile(f):
+                digests[f] = cache.stat.digest(f)
         if r.key:
             paths.add(str(cache.action_path(r.key)))
         if r.output is not None:
@@ -150,12 +187,25 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
     out = result.to_json()
     for a in out["actions"]:
         a["status"], a["seconds"] = "cached", 0.0
+    from modelbuild.engine.keys import imported_versions
+    from modelbuild.step import STEP_MODULES, get_step
+
+    versions: dict[str, str] = {}
+    for uid in needed:
+        a = plan.actions[uid]
+        versions.update(get_step(a.step).tool_versions(a.params))
+        versions.update(imported_versions(a.params))
+    for r in result.actions:
+        for d in ((r.meta or {}).get("imports") or {}).get("distributions") or []:
+            versions.update(imported_versions({"source": {"distributions": [d]}}))
     data: dict[str, Any] = {
         "stamps": {p: _stamp(p) for p in sorted(paths)},
         "digests": digests,
         "result": out,
+        "sys_path": _sys_path(),
+        # those read from the distribution's metadata (not a runtime's own version call)
+        "versions": {d: v for d, v in sorted(versions.items()) if v == _dist_version(d)},
     }
-    from modelbuild.step import STEP_MODULES
 
     env = _environment(
         {

@@ -16,6 +16,8 @@ content key (computed at build time, see engine.py) hashes input *bytes*.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from modelbuild.formats import format_module
 from modelbuild.params import to_mapping
 from modelbuild.recipe.load import Recipe
 from modelbuild.store.hashing import digest_json
+
+_LOADS_CODE = ("pytorch", "lightning")  # frameworks whose model is the repository's code
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class Planner:
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
         self.actions: dict[str, Action] = {}
+        self._imported: dict[str, list[str]] | None = None
         self._model_file: dict[str, Ref] | None = None
 
     # -- building blocks ---------------------------------------------------
@@ -155,8 +160,18 @@ class Planner:
     def input_specs(self) -> list[dict[str, Any]]:
         return [{"name": n, **to_mapping(s)} for n, s in self.recipe.inputs.items()]
 
+    def imported(self) -> dict[str, list[str]]:
+        """What the model's code imported in the last build (the lock's ``imports``, found
+        by the import itself in the worker): keyed before anything runs."""
+        if self._imported is None:
+            from modelbuild.store.lockfile import lock_imports
+
+            self._imported = lock_imports(self.recipe)
+        return self._imported
+
     def source_params(self) -> dict[str, Any]:
         s = self.recipe.source
+        dists = self.imported()["distributions"] if s.framework in _LOADS_CODE else []
         return {
             "source": {
                 "framework": s.framework,
@@ -165,6 +180,7 @@ class Planner:
                 **s.load_options(),
                 "trust_pickle": s.trust_pickle,
                 "checkpoint": bool(s.checkpoint),
+                **({"distributions": dists} if dists else {}),
             },
             "inputs": self.input_specs(),
             "outputs": self.recipe.outputs,
@@ -174,11 +190,17 @@ class Planner:
     def source_inputs(self) -> dict[str, Ref]:
         s = self.recipe.source
         out: dict[str, Ref] = {}
-        if s.framework in ("pytorch", "lightning"):
+        if s.framework in _LOADS_CODE:
             if s.checkpoint:
                 out["checkpoint"] = self.file(s.checkpoint, ("source", "checkpoint"))
-            for i, f in enumerate(self.code_files()):
-                out[f"code:{i}:{Path(f.path).relative_to(self.recipe.dir).as_posix()}"] = f
+            rdir = str(self.recipe.dir)
+            for f in self.code_files():
+                out[f"code:{Path(os.path.relpath(f.path, rdir)).as_posix()}"] = f
+            declared = {k[len("code:") :] for k in out if k.startswith("code:")}
+            for name in self.imported()["files"]:
+                path = os.path.normpath(os.path.join(rdir, name))
+                if name not in declared and os.path.isfile(path):
+                    out[f"import:{name}"] = FileRef(path)  # found by the import: not confined
         else:
             out.update(self.model_file())
         return out
@@ -207,6 +229,14 @@ class Planner:
     def code_files(self) -> list[FileRef]:
         s = self.recipe.source
         rdir = self.recipe.dir
+        top = str(s.model).split(":", 1)[0].split(".", 1)[0]
+        if top in sys.stdlib_module_names:  # os:system, subprocess:run, builtins:exec …
+            raise self.recipe.error(
+                ("source", "model"),
+                f"'{s.model}' is from Python's standard library, not a model: refused",
+                hint="a step runs only a torch.nn.Module subclass or a factory defined in the "
+                "repository or in an installed distribution (see Trust in the README)",
+            )
         if s.code:
             out: list[FileRef] = []
             for i, c in enumerate(s.code):
@@ -215,7 +245,9 @@ class Planner:
                 if p.is_dir():
                     from modelbuild.store.hashing import iter_files
 
-                    out.extend(FileRef(str(f)) for f in iter_files(p))
+                    # each file confined too: a symlink inside the folder may point outside
+                    key = ("source", "code", str(i))
+                    out.extend(self.file(os.path.relpath(f, rdir), key) for f in iter_files(p))
                 else:
                     out.append(ref)
             return out

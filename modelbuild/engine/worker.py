@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from modelbuild import faults
+from modelbuild.engine import keys
 from modelbuild.errors import ModelBuildError, StepError
+from modelbuild.source import imports
 from modelbuild.step import StepContext, get_step
 from modelbuild.store.cache import Cache, OutputRecord
 
@@ -85,6 +87,7 @@ def _run_locked(cache: Cache, job: dict[str, Any]) -> dict[str, Any]:
     )
     ctx.workdir.mkdir()
     t0 = time.perf_counter()
+    imports.reset()
     try:
         try:
             with _redirect_fds(log_path):
@@ -107,18 +110,32 @@ def _run_locked(cache: Cache, job: dict[str, Any]) -> dict[str, Any]:
         rec: OutputRecord = cache.put_output(ctx.output)
         faults.point("cache-write")
         seconds = time.perf_counter() - t0
+        key, ingredients = job["key"], job["ingredients"]
+        found = imports.take()  # what the model's code imported, if this step loaded it
+        if found is not None:
+            rekeyed = keys.with_imports(ingredients, job["params"], found, job["recipe_dir"])
+            if rekeyed is not None:  # keyed as the next plan will key it (from the lock)
+                key, ingredients = rekeyed.key, rekeyed.to_json()
+            meta = {
+                **meta,
+                "imports": {
+                    "files": sorted(keys.import_name(f, job["recipe_dir"]) for f in found["files"]),
+                    "distributions": found["distributions"],
+                    "key": key,
+                },
+            }
         entry = {
             "id": job["id"],
             "step": job["step"],
             "output": rec.to_json(),
             "meta": meta,
-            "ingredients": job["ingredients"],
+            "ingredients": ingredients,
             "seconds": round(seconds, 4),
             "log": str(log_path),
             "created": time.time(),
         }
-        cache.put_action(job["key"], entry)
-        return dict(entry, key=job["key"], pid=os.getpid())
+        cache.put_action(key, entry)
+        return dict(entry, key=key, pid=os.getpid())
     finally:
         handler.close()
         shutil.rmtree(scratch, ignore_errors=True)

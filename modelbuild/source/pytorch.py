@@ -12,6 +12,8 @@ import numpy as np
 
 from modelbuild.errors import SourceError
 from modelbuild.parity.inputs import generate
+from modelbuild.recipe.paths import repo_root
+from modelbuild.source import imports
 from modelbuild.source.checkpoint import LoadReport, apply_checkpoint, state_digest
 
 if TYPE_CHECKING:
@@ -19,10 +21,13 @@ if TYPE_CHECKING:
 
 
 def _import_callable(spec: str, recipe_dir: Path) -> Any:
+    """``module:callable``, imported from the recipe's folder first (never an earlier
+    recipe's package of the same name), refused unless a step may run it."""
     module, _, attr = spec.partition(":")
     root = str(recipe_dir)
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
     try:
         mod = importlib.import_module(module)
     except Exception as exc:
@@ -38,6 +43,7 @@ def _import_callable(spec: str, recipe_dir: Path) -> Any:
         raise SourceError(
             f"module '{module}' has no '{attr}'", hint=f"check `source.model: {spec}`"
         ) from None
+    imports.check_callable(obj, spec, repo_root(recipe_dir))
     return obj
 
 
@@ -77,16 +83,20 @@ def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir
         return module
     if src["framework"] == "lightning":
         return _load_lightning(src, inputs, recipe_dir)
-    factory = _import_callable(src["model"], recipe_dir)
-    # Weights the checkpoint does not set (or all, without one) must be the same in
-    # every worker: the reference and the export run in different processes.
-    torch.manual_seed(0)
-    try:
-        model = factory(**(src.get("args") or {}))
-    except TypeError as exc:
-        raise SourceError(
-            f"cannot build the model with args {src.get('args')}: {exc}", hint="check `source.args`"
-        ) from exc
+    repo = repo_root(recipe_dir)
+    with imports.watching(src["model"].partition(":")[0], repo):  # what the code imports
+        factory = _import_callable(src["model"], recipe_dir)
+        # Weights the checkpoint does not set (or all, without one) must be the same in
+        # every worker: the reference and the export run in different processes.
+        torch.manual_seed(0)
+        try:
+            model = factory(**(src.get("args") or {}))
+        except TypeError as exc:
+            raise SourceError(
+                f"cannot build the model with args {src.get('args')}: {exc}",
+                hint="check `source.args`",
+            ) from exc
+    imports.note_model(model, repo)
     if not isinstance(model, torch.nn.Module):
         raise SourceError(
             f"{src['model']} returned a {type(model).__name__}, not a torch.nn.Module"
@@ -107,7 +117,10 @@ def _load_lightning(src: dict[str, Any], inputs: dict[str, Path], recipe_dir: Pa
     require_lightning()
     path = checkpoint_path(inputs)
     ckpt = read_checkpoint(path, bool(src.get("trust_pickle")))
-    model = build_lightning(_import_callable(src["model"], recipe_dir), src, ckpt)
+    repo = repo_root(recipe_dir)
+    with imports.watching(src["model"].partition(":")[0], repo):
+        model = build_lightning(_import_callable(src["model"], recipe_dir), src, ckpt)
+    imports.note_model(model, repo)
     report = apply_checkpoint(model, path, src, obj=ckpt)
     model = model.eval()
     _REPORTS[model] = report

@@ -1,6 +1,6 @@
 """Cache care: list, size, verify, garbage-collect.
 
-gc keeps every artifact a model.build.lock in the repository names (and the action
+gc keeps every artifact a lockfile (*.build.lock) in the repository names (and the action
 entries that produce them); other entries go when older than the age limit, then
 oldest first until the cache fits the size limit.
 """
@@ -73,13 +73,13 @@ def du(cache: Cache) -> dict[str, Any]:
 
 
 def lock_references(repo_root: Path) -> tuple[set[str], set[str]]:
-    """(action keys, digests) named by every model.build.lock under repo_root."""
+    """(action keys, digests) named by every lockfile (``*.build.lock``) under repo_root."""
     keys: set[str] = set()
     digests: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(repo_root):
         dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")]
-        if "model.build.lock" in filenames:
-            lock, _ = read_json(Path(dirpath) / "model.build.lock")
+        for lockname in sorted(f for f in filenames if f.endswith(".build.lock")):
+            lock, _ = read_json(Path(dirpath) / lockname)
             targets = lock.get("targets") if isinstance(lock, dict) else None
             for t in targets.values() if isinstance(targets, dict) else []:
                 if not isinstance(t, dict):

@@ -1,7 +1,9 @@
 """model.build.lock: per target its key, digest, size, tools, parity figures and `source`:
 the digest of the model state the checkpoint load applied (`state_digest`) with the tensors
 not loaded from it (`missing`, `unexpected`, allowed by the recipe's globs) and those filled
-through weight ties (`tied`).
+through weight ties (`tied`). At the top, `imports`: the repository files (relative to the
+recipe's folder) and installed distributions the model's code imported, found by the import
+itself in the worker: the next plan keys them before anything runs.
 
 Stable order (sorted keys, fixed indent) so diffs are meaningful in review. The
 file is rewritten only when its content changes.
@@ -15,11 +17,14 @@ from typing import Any
 
 from modelbuild.store.hashing import atomic_write_bytes
 
-LOCK_NAME = "model.build.lock"
+LOCK_NAME = "model.build.lock"  # of model.build.yaml; NAME.build.yaml has NAME.build.lock
+LOCK_GLOB = "*.build.lock"
 
 
 def lock_path(recipe: Any) -> Path:
-    return Path(recipe.dir) / LOCK_NAME
+    from modelbuild.recipe.paths import lock_name
+
+    return Path(recipe.dir) / lock_name(Path(recipe.path))
 
 
 def read_lock(recipe: Any) -> dict[str, Any]:
@@ -39,6 +44,32 @@ def read_lock(recipe: Any) -> dict[str, Any]:
 
         print(f"warning: {p}: {why}; treated as absent (a build rewrites it)", file=sys.stderr)
     return {}
+
+
+def lock_imports(recipe: Any) -> dict[str, list[str]]:
+    """The lock's ``imports``: the files (relative to the recipe's folder, or absolute
+    outside the repository) and distributions the model's code imported last time."""
+    got = read_lock(recipe).get("imports")
+    got = got if isinstance(got, dict) else {}
+    out: dict[str, list[str]] = {}
+    for k in ("files", "distributions"):
+        v = got.get(k)
+        out[k] = sorted(x for x in v if isinstance(x, str)) if isinstance(v, list) else []
+    return out
+
+
+def found_imports(actions: dict[str, Any]) -> dict[str, list[str]] | None:
+    """What this build's model loads imported (union over the actions that loaded it)."""
+    files: set[str] = set()
+    dists: set[str] = set()
+    seen = False
+    for r in actions.values():
+        got = (getattr(r, "meta", None) or {}).get("imports")
+        if isinstance(got, dict):
+            seen = True
+            files.update(got.get("files") or [])
+            dists.update(got.get("distributions") or [])
+    return {"distributions": sorted(dists), "files": sorted(files)} if seen else None
 
 
 def _round(obj: Any) -> Any:
@@ -71,6 +102,38 @@ def source_state(plan: Any, tp: Any, actions: dict[str, Any]) -> dict[str, Any] 
     return None
 
 
+# What a step's metadata says of how it made the artifact, recorded per target: the field
+# fixes applied (notices), the converter chosen and why earlier ones were rejected, and the
+# shapes an artifact was fixed at.
+_CHAIN_FACTS = ("converter", "rejected", "static_shapes", "fixed_shapes")
+
+
+def chain_facts(plan: Any, tp: Any, actions: dict[str, Any]) -> dict[str, Any]:
+    """``notices`` of every action of the target's chain (its export, conversion, check),
+    each once and prefixed with its step, plus the chain's ``converter``/``rejected``/
+    ``static_shapes``; {} when there are none."""
+    stack, seen, order = [tp.artifact, *([tp.verify] if tp.verify else [])], set(), []
+    while stack:
+        uid = stack.pop(0)
+        if uid in seen or uid not in plan.actions:
+            continue
+        seen.add(uid)
+        order.append(uid)
+        stack[:0] = plan.actions[uid].deps
+    notices: list[str] = []
+    facts: dict[str, Any] = {}
+    for uid in reversed(order):  # upstream first
+        meta = getattr(actions.get(uid), "meta", None) or {}
+        step = plan.actions[uid].step
+        for n in meta.get("notices") or []:
+            if f"{step}: {n}" not in notices:
+                notices.append(f"{step}: {n}")
+        for k in _CHAIN_FACTS:
+            if meta.get(k):
+                facts[k] = meta[k]
+    return {**facts, **({"notices": notices} if notices else {})}
+
+
 def update_lock(
     recipe: Any, plan: Any, results: dict[str, Any], actions: dict[str, Any] | None = None
 ) -> bool:
@@ -100,9 +163,15 @@ def update_lock(
                 "verified": r.verified,
                 "parity": r.parity,
                 **({"source": src} if (src := source_state(plan, tp, actions or {})) else {}),
+                **chain_facts(plan, tp, actions or {}),
             }
         )
-    new = {"modelbuild": 1, "recipe": recipe.name, "targets": targets}
+    new: dict[str, Any] = {"modelbuild": 1, "recipe": recipe.name, "targets": targets}
+    imported = found_imports(actions or {})
+    if imported is None and isinstance(old.get("imports"), dict):
+        imported = lock_imports(recipe)  # nothing loaded the model this time: keep the last
+    if imported is not None and (imported["files"] or imported["distributions"]):
+        new["imports"] = imported
     text = json.dumps(new, indent=2, sort_keys=True) + "\n"
     p = lock_path(recipe)
     try:
