@@ -172,6 +172,7 @@ COMMAND_MODULES: list[str] = [
     "modelbuild.commands.clean",
     "modelbuild.commands.completion",
     "modelbuild.commands.toolchain",
+    "modelbuild.commands.recipes",
 ]
 
 
@@ -386,10 +387,11 @@ def _fast_noop(args: Any) -> int | None:
 
 def _lock_targets(file: str | None) -> dict[str, Any]:
     """The lock's targets, read as plain JSON (the fast path's figures come from it)."""
-    from modelbuild.recipe.paths import find_recipe
+    from modelbuild.recipe.paths import find_recipe, lock_name
 
     try:
-        data = json.loads((find_recipe(file).parent / "model.build.lock").read_text())
+        rpath = find_recipe(file)
+        data = json.loads((rpath.parent / lock_name(rpath)).read_text())
         targets = data.get("targets") if isinstance(data, dict) else None
     except (OSError, ValueError):
         return {}
