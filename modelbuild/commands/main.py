@@ -172,7 +172,6 @@ COMMAND_MODULES: list[str] = [
     "modelbuild.commands.clean",
     "modelbuild.commands.completion",
     "modelbuild.commands.toolchain",
-    "modelbuild.commands.recipes",
 ]
 
 
