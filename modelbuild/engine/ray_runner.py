@@ -38,6 +38,7 @@ from modelbuild.store.hashing import iter_files, sha256_bytes
 # Inputs and outputs up to this size travel inline through Ray's object store; larger
 # ones through the remote cache when one is configured (else inline all the same).
 INLINE_BYTES = int(os.environ.get("MODELBUILD_RAY_INLINE_BYTES", str(64 << 20)))
+WORKER_ROOT = "MODELBUILD_RAY_WORKER_ROOT"  # a node's folder for its cache (see run_remote)
 _SKIP_DIRS = {"__pycache__", "cache", "dist", "node_modules", "venv"}
 
 
@@ -120,7 +121,7 @@ def run_remote(
 
     from modelbuild.engine.worker import run_job
 
-    root = Path(os.environ.get("MODELBUILD_RAY_WORKER_ROOT") or _default_root())
+    root = Path(job.get("worker_root") or os.environ.get(WORKER_ROOT) or _default_root())
     cache = Cache(root / "cache")
 
     def get(x: Any) -> Any:  # refs nested in arguments are not resolved by Ray
@@ -293,6 +294,8 @@ class RayRunner:
         env = self._runtime_env(job["step"])
         if env:
             opts["runtime_env"] = env
+        if os.environ.get(WORKER_ROOT):  # the driver names the nodes' folder (tests)
+            job = dict(job, worker_root=os.environ[WORKER_ROOT])
         ref = self._task.options(**opts).remote(job, inputs, self._recipe, self.remote)
         limit = job.get("timeout")
         deadline = time.monotonic() + float(limit) if limit else None
