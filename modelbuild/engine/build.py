@@ -70,9 +70,12 @@ def build(
     buildable = [t for t in targets if t in plan.targets]
     results = eng.run(buildable)
     for r in results:  # a model load keyed again with what its code imported (engine/worker)
-        rekeyed = (r.meta.get("imports") or {}).get("key") if r.status == "built" else None
-        if isinstance(rekeyed, str):
-            r.key = rekeyed
+        found = r.meta.get("imports") or {}
+        if r.status == "built" and isinstance(found.get("key"), str):
+            r.key = found["key"]
+        src = r.action.params.get("source")
+        if found.get("distributions") and isinstance(src, dict):  # as the next plan has it
+            r.action.params["source"] = {**src, "distributions": sorted(found["distributions"])}
     if eng.remote is not None:  # push what this build made: objects first, entries last
         eng.remote.publish([r.key for r in results if r.status == "built" and r.key], cache)
     shown = output_dir(recipe.path, recipe.data)  # dist, dist/NAME for NAME.build.yaml

@@ -87,8 +87,9 @@ def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, 
 
 
 def _sys_path() -> list[str]:
-    cwd = os.getcwd()  # sys.path[0] under `python -m`: the folder the command runs in
-    return [p for p in sys.path if p != cwd]
+    # sys.path[0] is the folder the command runs in ('' under `python -c`): not an ingredient
+    cwd = os.getcwd()
+    return [p for p in sys.path if p and os.path.abspath(p) != cwd]
 
 
 def _same_versions(recorded: Any) -> bool:

@@ -67,7 +67,6 @@ def take() -> dict[str, list[str]] | None:
 
 # -- where a module lives --------------------------------------------------------------
 _DIST_OF: dict[str, list[str]] | None = None
-_DIST_ROOT: dict[str, str | None] = {}
 
 
 def _dists_of(top: str) -> list[str]:
@@ -75,15 +74,6 @@ def _dists_of(top: str) -> list[str]:
     if _DIST_OF is None:
         _DIST_OF = dict(metadata.packages_distributions())
     return _DIST_OF.get(top, [])
-
-
-def _dist_root(dist: str) -> str | None:
-    if dist not in _DIST_ROOT:
-        try:
-            _DIST_ROOT[dist] = os.path.realpath(str(metadata.distribution(dist).locate_file("")))
-        except metadata.PackageNotFoundError:
-            _DIST_ROOT[dist] = None
-    return _DIST_ROOT[dist]
 
 
 def _under(path: str, root: str) -> bool:
@@ -101,19 +91,23 @@ def module_file(mod: Any) -> str | None:
     return os.path.realpath(f) if isinstance(f, str) else None
 
 
+def _installed(file: str) -> bool:
+    """A file of an installed distribution: under a site-packages (dist-packages) folder.
+    Never purged: an installed package is imported once per process."""
+    return any(part in ("site-packages", "dist-packages") for part in Path(file).parts)
+
+
 def classify(name: str, file: str | None, repo: str) -> tuple[str, str | None]:
-    """(kind, what): ("dist", name) | ("repo", file) | ("outside", file) | ("std", None)."""
+    """(kind, what): ("dist", "name[,name]") | ("repo", file) | ("outside", file) |
+    ("std", None)."""
     top = name.split(".", 1)[0]
     if file is None or top in sys.builtin_module_names:
         return "std", None
     if _under(file, _PKG) or top == "modelbuild":
         return "std", None
-    for dist in _dists_of(top):
-        root = _dist_root(dist)
-        if root is not None and _under(file, root) and not _under(file, repo):
-            return "dist", dist
-        if root is not None and _under(file, root) and "site-packages" in file:
-            return "dist", dist  # a virtual environment inside the repository
+    if _installed(file):
+        dists = sorted(_dists_of(top))  # a namespace package may come from several
+        return ("dist", ",".join(dists)) if dists else ("std", None)
     if top in sys.stdlib_module_names and any(_under(file, s) for s in _STDLIB):
         return "std", None
     if _under(file, repo):
@@ -190,7 +184,7 @@ def _note(found: Found, name: str, mod: Any, repo: str) -> None:
         return
     kind, what = classify(name, module_file(mod), repo)
     if kind == "dist" and what:
-        found.distributions.add(what)
+        found.distributions.update(what.split(","))
     elif kind in ("repo", "outside") and what:
         found.files.add(what)
 
