@@ -65,6 +65,35 @@ def take() -> dict[str, list[str]] | None:
     return None if found is None else found.to_json()
 
 
+@contextlib.contextmanager
+def captured() -> Iterator[list[Found | None]]:
+    """What the body's model load imports, on its own (for a per-worker model cache to
+    replay): yields a list whose one item is then that Found (None when the body watched
+    no import), which is also added to what this action has found so far."""
+    global _FOUND
+    outer = _FOUND
+    _FOUND = None
+    box: list[Found | None] = [None]
+    try:
+        yield box
+    finally:
+        box[0], _FOUND = _FOUND, outer
+        if box[0] is not None:
+            replay(box[0])
+
+
+def replay(found: Found | None) -> None:
+    """Record ``found`` as imported by this action (a model served from the worker's cache
+    was imported once, by an earlier action); None records nothing."""
+    global _FOUND
+    if found is None:
+        return
+    if _FOUND is None:
+        _FOUND = Found()
+    _FOUND.files |= found.files
+    _FOUND.distributions |= found.distributions
+
+
 # -- where a module lives --------------------------------------------------------------
 _DIST_OF: dict[str, list[str]] | None = None
 

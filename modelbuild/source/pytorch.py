@@ -64,8 +64,57 @@ def load_meta(model: Any) -> dict[str, Any]:
     return {"source_state": r.meta(), "notices": list(r.notices)}
 
 
+# The source model this worker built last, for the next action that needs the same one
+# (reference, export, trace of one recipe): the checkpoint is read and the model built once
+# per worker. One entry: a big model is held once, and a new one replaces it.
+_MODELS: dict[str, tuple[Any, imports.Found | None, dict[str, list[int]]]] = {}
+MODEL_ROLES = ("checkpoint", "model_file", "code:")  # the inputs a model is built from
+
+
+def model_key(params: dict[str, Any], inputs: dict[str, Path], recipe_dir: Path) -> str:
+    """What identifies a built source model within a worker: the source spec and the stat
+    stamps (size, mtime, inode, ctime) of the files it is built from."""
+    import os
+
+    from modelbuild.store.hashing import digest_json
+
+    files = {}
+    for role, path in sorted(inputs.items()):
+        if role.startswith(MODEL_ROLES):
+            st = os.stat(path)
+            files[role] = [str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+    return digest_json({"source": params["source"], "dir": str(recipe_dir), "files": files})
+
+
 def load_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir: Path) -> Any:
-    """The source model in eval mode, weights loaded."""
+    """The source model in eval mode, weights loaded; built once per worker for every
+    action that asks for the same one (see ``model_key``)."""
+    key = model_key(params, inputs, recipe_dir)
+    hit = _MODELS.get(key)
+    if hit is not None and _stamps(hit[1]) == hit[2]:  # nor any module it imported changed
+        imports.replay(hit[1])  # its code was imported once, for every action it serves
+        return hit[0]
+    _MODELS.clear()  # release the previous model before building the next
+    with imports.captured() as found:
+        model = _build_torch_model(params, inputs, recipe_dir)
+    _MODELS[key] = (model, found[0], _stamps(found[0]))
+    return model
+
+
+def _stamps(found: imports.Found | None) -> dict[str, list[int]]:
+    import os
+
+    out: dict[str, list[int]] = {}
+    for f in sorted(found.files) if found is not None else []:
+        try:
+            st = os.stat(f)
+            out[f] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        except OSError:
+            out[f] = []
+    return out
+
+
+def _build_torch_model(params: dict[str, Any], inputs: dict[str, Path], recipe_dir: Path) -> Any:
     import torch
 
     src = params["source"]
