@@ -12,6 +12,7 @@ file is rewritten only when its content changes.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,18 @@ def found_imports(actions: dict[str, Any]) -> dict[str, list[str]] | None:
     return {"distributions": sorted(dists), "files": sorted(files)} if seen else None
 
 
+# A step's scratch folder (cache/tmp/STEP-PID-HEX) named in a converter's message: the
+# lock is committed and compared across checkouts, so it names no absolute path of it.
+_SCRATCH = re.compile(r"[^\s'\"]*/tmp/[A-Za-z0-9_.]+-\d+-[0-9a-f]{8}")
+
+
 def _round(obj: Any) -> Any:
+    if isinstance(obj, str) and _SCRATCH.search(obj):
+        # and a message cut at N characters was cut at a place the path's length decided:
+        # keep a fixed stretch after the path, the same from every checkout
+        text = _SCRATCH.sub("<scratch>", obj, count=1)
+        end = text.index("<scratch>") + len("<scratch>") + 60
+        return _SCRATCH.sub("<scratch>", text[:end])
     if isinstance(obj, float):
         return float(f"{obj:.6g}")
     if isinstance(obj, dict):
