@@ -107,7 +107,6 @@ def test_the_committed_text_classifier_lock_is_what_a_fresh_build_writes(tmp_pat
     assert _differences(_lock_without_figures(fresh), _lock_without_figures(committed)) == []
 
 
-@pytest.mark.slow
 def test_the_committed_tiny_cnn_lock_is_what_a_fresh_build_writes(tmp_path: Path) -> None:
     # onnx2tf's SavedModel and TFLite bytes differ on every run (README, TOOLCHAIN.md), and
     # so do the keys below them: those targets are compared on format and tools only.
