@@ -118,6 +118,10 @@ def test_a_recipe_whose_steps_run_in_two_environments(tmp_path: Path) -> None:
     runs = {a["step"]: a for a in plan["actions"] if a["status"] == "run"}
     assert set(runs) == {"onnx_fp16", "onnx_int8", "verify"}, plan["actions"]
     assert any("toolchain fp16-env@sha256:" in r for r in runs["onnx_fp16"]["reasons"])
+    # and the no-op fast path watches the table and the locks: the build does rebuild them
+    again = json.loads(cli(folder, cache, "build", "--json", "-j", "2").stdout)
+    built = {a["step"] for a in again["actions"] if a["status"] == "built"}
+    assert {"onnx_fp16", "onnx_int8"} <= built <= {"onnx_fp16", "onnx_int8", "verify"}, again
 
 
 def test_a_missing_environment_is_refused_under_no_sync(tmp_path: Path) -> None:

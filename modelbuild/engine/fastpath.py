@@ -185,6 +185,9 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
                 paths.add(dirpath)
                 paths.update(os.path.join(dirpath, f) for f in files)
     paths.update(_env_paths())
+    from modelbuild.toolchain.envs import stamped_files  # pinned environments: in the keys
+
+    paths.update(stamped_files(plan.recipe.dir))
     out = result.to_json()
     for a in out["actions"]:
         a["status"], a["seconds"] = "cached", 0.0

@@ -166,6 +166,18 @@ def for_step(step: str) -> Toolchain | None:
     return None if _ACTIVE is None else _ACTIVE.for_step(step)
 
 
+def stamped_files(start: Path) -> list[str]:
+    """What the no-op fast path must watch for the keys of the repository holding ``start``:
+    ``modelbuild.toml`` (the table) and ``toolchains/`` with every lock in it."""
+    from modelbuild.recipe.paths import repo_root
+    from modelbuild.store.remote import CONFIG_FILE
+
+    repo = repo_root(Path(start).resolve())
+    folder = repo / DIR
+    locks = sorted(str(p) for p in folder.glob("*.lock")) if folder.is_dir() else []
+    return [str(repo / CONFIG_FILE), str(folder), *locks]
+
+
 def no_sync() -> bool:
     """``build --no-sync`` (MODELBUILD_NO_SYNC=1): never build a missing environment."""
     return os.environ.get("MODELBUILD_NO_SYNC", "").strip().lower() in ("1", "true", "yes")
