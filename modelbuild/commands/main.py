@@ -172,6 +172,7 @@ COMMAND_MODULES: list[str] = [
     "modelbuild.commands.clean",
     "modelbuild.commands.completion",
     "modelbuild.commands.toolchain",
+    "modelbuild.commands.recipes",
 ]
 
 

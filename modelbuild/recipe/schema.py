@@ -43,11 +43,17 @@ def build_schema() -> dict[str, Any]:
         "properties": {
             "modelbuild": {"const": 1, "description": "recipe format version"},
             "name": {"type": "string", "pattern": NAME_PATTERN, "description": "model name"},
+            "description": {
+                "type": "string",
+                "description": "one line on what this recipe is for (`modelbuild recipes` "
+                "lists it)",
+            },
             "extends": {
                 "type": "array",
                 "items": {"type": "string"},
-                "description": "recipe:NAME (bundled) or relative paths, deep-merged "
-                "in order; this file wins",
+                "description": "recipe:NAME (bundled), recipe:PACK/NAME[@VERSIONS] (an "
+                "installed recipe pack, e.g. recipe:acme/gpu@>=1.2) or relative paths, "
+                "deep-merged in order; this file wins",
             },
             "source": schema_of(Source),
             "inputs": {
