@@ -310,3 +310,33 @@ def test_an_allow_glob_that_matches_nothing_is_said(tmp_path: Path, cache_dir: P
     report = load_report(loaded)
     assert report is not None and report.missing == []
     assert "source.allow_missing 'haed.*' matched no tensor" in report.notices
+
+
+def test_legacy_hugging_face_names_load_as_from_pretrained_loads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """transformers 5's save_pretrained writes ViT's legacy names
+    (vit.encoder.layer.0.attention.attention.query.weight); the module's are
+    vit.layers.0.attention.q_proj.weight. The loader renames them with the model's own
+    conversion table: every tensor equals what from_pretrained loads."""
+    import torch
+    from transformers import ViTForImageClassification
+
+    from modelbuild.source.checkpoint import apply_checkpoint
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    zoo = Path(__file__).resolve().parent.parent / "zoo" / "vit"
+    recipe = yaml.safe_load((zoo / "model.build.yaml").read_text())
+    monkeypatch.syspath_prepend(str(zoo))
+    from modeling_vit import build
+
+    torch.manual_seed(1)
+    model = build(**recipe["source"]["args"])
+    report = apply_checkpoint(model, zoo / "model.safetensors", {})
+    assert report.loaded == report.tensors == len(model.state_dict())
+    assert any("renamed" in n and "legacy Hugging Face" in n for n in report.notices)
+    want = ViTForImageClassification.from_pretrained(str(zoo)).state_dict()
+    got = model.state_dict()
+    assert set(got) == set(want)
+    for k, v in want.items():
+        assert torch.equal(got[k], v), k

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import SourceError
+from modelbuild.source.hf_names import renamed_keys
 
 # Entries that hold the model's weights in the checkpoints of common training loops:
 # Lightning and many scripts ("state_dict"), the PyTorch tutorial's training checkpoint
@@ -235,6 +236,12 @@ def apply_checkpoint(model: Any, path: Path, src: dict[str, Any], obj: Any = Non
     sd, stripped = strip_prefixes(sd, set(own), src.get("strip_prefix"))
     if stripped:
         notices.append(f"removed key prefix {', '.join(repr(p) for p in stripped)} ({name})")
+    sd, renamed = renamed_keys(model, sd, set(own))  # legacy Hugging Face names
+    if renamed:
+        notices.append(
+            f"renamed {renamed} legacy Hugging Face key(s) of {name} to the model's names, "
+            "as from_pretrained does"
+        )
     wrong = [
         f"{k} {list(v.shape)} in the checkpoint, {list(own[k].shape)} in the model"
         for k, v in sd.items()
