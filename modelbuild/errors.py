@@ -80,11 +80,15 @@ class RecipeError(ModelBuildError):
                 where += f":{self.column}"
         text = f"{where}: "
         if self.key_path:
-            text += f"{self.key_path}: "
-        text += self.message
+            text += f"{_clip(self.key_path, 120)}: "
+        text += _clip(self.message, 1000)  # a value's repr can be megabytes long
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 20] + f"… ({len(text):,} chars)"
 
 
 class UsageError(ModelBuildError):

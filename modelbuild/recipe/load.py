@@ -11,118 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import yaml
-
 from modelbuild.errors import RecipeError
 from modelbuild.params import from_mapping
 from modelbuild.recipe.model import InputSpec, Source, Verify
 from modelbuild.recipe.paths import RECIPE_FILENAME, find_recipe, repo_root  # noqa: F401 (re-exported)
+from modelbuild.recipe.yamlread import KeyPath, Position, load_yaml
+from modelbuild.recipe.yamlread import format_path as format_path  # re-exported
 
-try:
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - libyaml missing
-    _Loader = yaml.SafeLoader
-
-_SCALARS = yaml.constructor.SafeConstructor()
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "recipes"
 FORMAT_VERSION = 1
-
-KeyPath = tuple[str, ...]
-
-
-@dataclass
-class Position:
-    file: str
-    line: int
-    column: int
-
-
-def format_path(path: KeyPath | list[Any]) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "<root>"
-
-
-def _construct(node: yaml.Node, file: str, path: KeyPath, pos: dict[KeyPath, Position]) -> Any:
-    pos[path] = Position(file, node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for knode, vnode in node.value:
-            if knode.tag == "tag:yaml.org,2002:merge":
-                raise RecipeError(
-                    "YAML merge keys (<<) are not supported",
-                    file=file,
-                    line=knode.start_mark.line + 1,
-                    column=knode.start_mark.column + 1,
-                    key_path=format_path(path),
-                    hint="use `extends` to share settings",
-                )
-            if not isinstance(knode, yaml.ScalarNode):
-                raise RecipeError(
-                    "mapping keys must be plain scalars",
-                    file=file,
-                    line=knode.start_mark.line + 1,
-                    column=knode.start_mark.column + 1,
-                    key_path=format_path(path),
-                )
-            key = knode.value
-            if key in out:
-                raise RecipeError(
-                    f"duplicate key '{key}'",
-                    file=file,
-                    line=knode.start_mark.line + 1,
-                    column=knode.start_mark.column + 1,
-                    key_path=format_path(path + (key,)),
-                    hint="remove one of the two",
-                )
-            out[key] = _construct(vnode, file, path + (key,), pos)
-            pos[path + (key,)] = Position(
-                file, knode.start_mark.line + 1, knode.start_mark.column + 1
-            )
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, file, path + (str(i),), pos) for i, v in enumerate(node.value)]
-    # Scalars: let the safe constructor resolve the tag (int, float, bool, null, str).
-    return _SCALARS.construct_object(node, deep=True)
-
-
-def load_yaml(path: Path, display: str | None = None) -> tuple[Any, dict[KeyPath, Position]]:
-    file = display or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError(
-            "file not found", file=file, hint="create it with `modelbuild init`, or pass -f PATH"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"cannot read: {exc}", file=file) from None
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise RecipeError(
-            f"malformed YAML: {exc.problem or exc.context}",
-            file=file,
-            line=mark.line + 1 if mark else None,
-            column=mark.column + 1 if mark else None,
-            hint="fix the YAML syntax at that position",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"malformed YAML: {exc}", file=file) from None
-    pos: dict[KeyPath, Position] = {}
-    if node is None:
-        return {}, pos
-    try:
-        data = _construct(node, file, (), pos)
-    except RecipeError:
-        raise
-    except (yaml.YAMLError, ValueError, TypeError) as exc:
-        raise RecipeError(f"malformed YAML value: {exc}", file=file) from None
-    return data, pos
 
 
 def deep_merge(base: Any, over: Any) -> Any:
@@ -337,14 +234,18 @@ def _check_semantics(r: Recipe) -> None:
         raise r.error(
             ("source", "model"), f"{src.framework} sources need `model: PATH` to the model file"
         )
+    _check_names(r)
     for name, spec in r.inputs.items():
         for axis in spec.dynamic:
             if int(axis) >= len(spec.shape):
                 raise r.error(
                     ("inputs", name, "dynamic", axis),
                     f"axis {axis} does not exist in shape {spec.shape}",
-                    hint=f"axes are 0..{len(spec.shape) - 1}",
+                    hint=f"axes are 0..{len(spec.shape) - 1}"
+                    if spec.shape
+                    else "a scalar input (shape []) has no axes: remove `dynamic`",
                 )
+        _check_input_size(r, name, spec)
         if spec.range is not None and spec.range[0] > spec.range[1]:
             raise r.error(
                 ("inputs", name, "range"), "range low is above high", hint="write [low, high]"
@@ -371,6 +272,42 @@ def _check_semantics(r: Recipe) -> None:
 
     for name, t in r.targets.items():
         check_target(r, name, t)
+
+
+MAX_NAME = 100  # target folders carry suffixes (.old-PID-…); file names stop at 255 bytes
+MAX_INPUT_BYTES = 2 << 30  # one generated input array (the parity gate holds several)
+
+
+def _check_names(r: Recipe) -> None:
+    if r.verify.seed < 0:
+        raise r.error(("verify", "seed"), f"seed {r.verify.seed} is negative", hint="use 0 or more")
+    names = [(("name",), r.name)] + [(("targets", t), t) for t in r.targets]
+    for path, name in names:
+        if len(name) > MAX_NAME:
+            raise r.error(
+                path,
+                f"the name is {len(name)} characters long; at most {MAX_NAME}",
+                hint="names become folder and file names: shorten it",
+            )
+
+
+def _check_input_size(r: Recipe, name: str, spec: InputSpec) -> None:
+    """Refuse, before anything allocates it, an input too large to generate or hold."""
+    import math
+
+    shape = list(spec.shape)
+    for axis in spec.dynamic:  # the gate also tries a larger size of each dynamic axis
+        n = shape[int(axis)]
+        shape[int(axis)] = 2 if n == 1 else n + max(1, n // 2)
+    size = math.prod(shape) * 8  # values are drawn as float64, then cast
+    if size > MAX_INPUT_BYTES:
+        raise r.error(
+            ("inputs", name, "shape"),
+            f"generating an input of shape {shape} takes {size / (1 << 30):.1f} GiB; "
+            f"at most {MAX_INPUT_BYTES >> 30} GiB",
+            hint="declare the shape of one example (batch 1, a typical size); "
+            "mark the axes that vary as `dynamic`",
+        )
 
 
 def _source_paths(r: Recipe) -> list[Path]:
