@@ -35,6 +35,8 @@ FORMATS: dict[str, FormatRow] = {
             "onnx",
             (
                 "onnx_from_torch",
+                "onnx_from_torch_export",
+                "onnx_from_torch_auto",
                 "onnx_from_file",
                 "onnx_simplify",
                 "onnx_optimize",
@@ -94,11 +96,13 @@ FORMATS: dict[str, FormatRow] = {
     )
 }
 
-# Steps that belong to no format: the parity gate's inputs, reference outputs and check.
+# Steps that belong to no format: the parity gate's inputs, reference outputs and check;
+# the recipe packs a recipe extends.
 CORE_STEPS: dict[str, str] = {
     "make_inputs": "modelbuild.parity.make_inputs",
     "reference": "modelbuild.parity.reference",
     "verify": "modelbuild.parity.verify",
+    "recipe_packs": "modelbuild.recipe.packs",  # the installed recipe packs a recipe extends
 }
 
 

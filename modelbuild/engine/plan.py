@@ -28,6 +28,7 @@ from modelbuild.params import to_mapping
 from modelbuild.recipe.load import Recipe
 from modelbuild.store.hashing import digest_json
 
+PACKS_STEP = "recipe_packs"  # see recipe/packs.py
 _LOADS_CODE = ("pytorch", "lightning")  # frameworks whose model is the repository's code
 
 
@@ -122,6 +123,8 @@ class Planner:
     def add(self, step: str, params: dict[str, Any], inputs: dict[str, Ref], target: str) -> str:
         params = to_mapping(params)
         check_params(step, params)
+        if step != PACKS_STEP and (packs := self.packs(target)):
+            inputs = {**inputs, PACKS_STEP: packs}  # a pack upgrade reaches every key
         uid = digest_json(
             {
                 "step": step,
@@ -137,6 +140,13 @@ class Planner:
         if target not in a.targets:
             a.targets.append(target)
         return uid
+
+    def packs(self, target: str) -> str | None:
+        """The action naming the recipe packs the recipe extends (None: it extends none)."""
+        from modelbuild.recipe.packs import packs_of
+
+        versions = packs_of(self.recipe.files)
+        return self.add(PACKS_STEP, {"packs": versions}, {}, target) if versions else None
 
     def file(self, rel: str, key_path: tuple[str, ...]) -> FileRef:
         from modelbuild.recipe.load import confined

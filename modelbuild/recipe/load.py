@@ -47,6 +47,10 @@ def _resolve_extends(
         )
     if ref.startswith("recipe:"):
         name = ref[len("recipe:") :]
+        if "/" in name or "@" in name:  # an installed recipe pack: recipe:PACK/NAME[@SPEC]
+            from modelbuild.recipe.packs import resolve
+
+            return resolve(name, where)
         target = BUNDLED_DIR / f"{name}.yaml"
         if not target.is_file():
             known = sorted(f.stem for f in BUNDLED_DIR.glob("*.yaml"))
