@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from modelbuild.bench.run import BenchReport, Settings
     from modelbuild.engine.plan import Plan
     from modelbuild.engine.results import ActionResult, BuildResult, Reporter
+    from modelbuild.engine.runners import Runner
     from modelbuild.recipe.load import Recipe
     from modelbuild.store.cache import Cache
 
@@ -271,6 +272,7 @@ def build(
     prepared: Plan | None = None,
     executor: str = "local",
     address: str | None = None,
+    runner: Runner | None = None,
 ) -> BuildResult:
     """Build, verify and publish ``targets`` (default: all); writes model.build.lock.
 
@@ -279,7 +281,8 @@ def build(
     ``step_timeout``: seconds per action (default: the recipe's, else 1800; 0: none).
     ``prepared``: a plan of ``targets`` already made (the CLI reuses it).
     ``executor``: "local" (worker processes) or "ray" (one Ray task per action, on the
-    cluster at ``address``, else on a local Ray started for this build)."""
+    cluster at ``address``, else on a local Ray started for this build).
+    ``runner``: a runner to use instead (one pool shared by many recipes' builds)."""
     from modelbuild.engine.build import build as _build
     from modelbuild.engine.plan import make_plan
     from modelbuild.engine.pool import step_timeout_for
@@ -302,8 +305,9 @@ def build(
 
         lock_before = lock_path(r).read_bytes()
     cache = cache_for(r)
-    runner = None
-    if executor == "ray":
+    if runner is not None and executor != "local":
+        raise UsageError("a runner is given: leave executor at 'local'")
+    if runner is None and executor == "ray":
         from modelbuild.engine.ray_runner import RayRunner
 
         runner = RayRunner(cache, r.dir, jobs=jobs, address=address)

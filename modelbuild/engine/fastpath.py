@@ -55,16 +55,22 @@ def state_file(cache_root: Path, recipe_path: Path, targets: list[str]) -> Path:
     return cache_root / "state" / f"noop-{ident[:24]}.json"
 
 
-def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, Any] | None:
-    """The recorded result if nothing it depends on changed, else None."""
+def check(
+    cache_root: Path, recipe_path: Path, targets: list[str], memo: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The recorded result if nothing it depends on changed, else None.
+
+    ``memo``: shared by the checks of many recipes in one command (`build ./...`), so the
+    environment's files are stamped, and its versions read, once."""
     data = read_noop_state(state_file(cache_root, recipe_path, targets))  # shape-checked
     if data is None:
         return None
     stamps: dict[str, Any] = data.get("stamps", {})
     digests: dict[str, str] = data.get("digests", {})
     restamped = False
+    seen: dict[str, Any] = {} if memo is None else memo.setdefault("stamps", {})
     for path, stamp in stamps.items():
-        now = _stamp(path)
+        now = seen[path] if path in seen else seen.setdefault(path, _stamp(path))
         if now == stamp:
             continue
         # A touched input (new mtime, same bytes) is still a no-op: hash it, as
@@ -73,11 +79,17 @@ def check(cache_root: Path, recipe_path: Path, targets: list[str]) -> dict[str, 
             return None
         stamps[path] = now
         restamped = True
-    if sorted(stamps) != sorted(set(stamps) | set(_env_paths())):
+    if memo is None or "env" not in memo:
+        env = set(_env_paths())
+        if memo is not None:
+            memo["env"] = env
+    else:
+        env = memo["env"]
+    if not env <= stamps.keys():
         return None  # a new module or sys.path entry appeared
     if data.get("sys_path", _sys_path()) != _sys_path():
         return None  # an entry removed or moved (PYTHONPATH): imports and versions may differ
-    if not _same_versions(data.get("versions")):
+    if not _same_versions(data.get("versions"), memo):
         return None  # a distribution in some key was installed, removed or upgraded
     if not _same_environment(data.get("environment")):
         return None  # e.g. another GPU or CUDA: a TensorRT key would differ
@@ -92,14 +104,20 @@ def _sys_path() -> list[str]:
     return [p for p in sys.path if p and os.path.abspath(p) != cwd]
 
 
-def _same_versions(recorded: Any) -> bool:
+def _same_versions(recorded: Any, memo: dict[str, Any] | None = None) -> bool:
     """True when every distribution whose version entered a key has that version now (as
     ``step.dist_version`` reads it: importlib.metadata, first on sys.path)."""
     if recorded is None:
         return True
     if not isinstance(recorded, dict):
         return False
-    return all(_dist_version(dist) == version for dist, version in recorded.items())
+    known: dict[str, str | None] = {} if memo is None else memo.setdefault("versions", {})
+    for dist, version in recorded.items():
+        if dist not in known:
+            known[dist] = _dist_version(dist)
+        if known[dist] != version:
+            return False
+    return True
 
 
 def _dist_version(dist: str) -> str | None:

@@ -134,6 +134,15 @@ def _run_locked(cache: Cache, job: dict[str, Any]) -> dict[str, Any]:
             "log": str(log_path),
             "created": time.time(),
         }
+        if key != job["key"] and not job.get("force"):
+            # Re-keyed with its imports onto an action another recipe (or build) already
+            # recorded: keep that one, so every recipe sharing it gets the same bytes.
+            with cache.lock(f"action-{key[:32]}"):
+                known = cache.get_action(key)
+                if known is not None:
+                    return dict(known, key=key, pid=os.getpid(), shared=True)
+                cache.put_action(key, entry)
+            return dict(entry, key=key, pid=os.getpid())
         cache.put_action(key, entry)
         return dict(entry, key=key, pid=os.getpid())
     finally:

@@ -89,6 +89,13 @@ class StatCache:
         self._dirty = True
         return digest
 
+    def restamp(self, path: str | os.PathLike[str], digest: str) -> None:
+        """Record ``path``'s current stamp for a digest known to be its bytes (a new hard
+        link to a verified object changes only its ctime)."""
+        p = os.path.abspath(path)
+        self._entries[p] = [_stamp(os.stat(p)), digest]
+        self._dirty = True
+
     def forget(self, path: str | os.PathLike[str]) -> None:
         if self._entries.pop(os.path.abspath(path), None) is not None:
             self._dirty = True

@@ -82,11 +82,15 @@ def publish(
             dst = tmp / name / f.relative_to(src) if rec.kind == "dir" else tmp / name
             dst.parent.mkdir(parents=True, exist_ok=True)
             how = place(f, dst)
-            if how != "link":
+            want = rec.manifest[f.relative_to(src).as_posix()] if rec.manifest else rec.digest
+            if how == "link":  # the link changed the object's ctime, not its bytes
+                cache.stat.restamp(cache.object_path(want), want)
+                if f != cache.object_path(want):
+                    cache.stat.restamp(f, want)  # the tree checkout's link to it
+            else:
                 _said_once(cache, how, dest_dir)
                 # A copy is what users get: its bytes must be the digest the lock records
                 # (a link is the object itself, verified by materialize).
-                want = rec.manifest[f.relative_to(src).as_posix()] if rec.manifest else rec.digest
                 got = sha256_file(dst)
                 if got != want:
                     raise CacheError(

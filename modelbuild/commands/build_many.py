@@ -1,0 +1,198 @@
+"""`modelbuild build` over many recipes: `-f 'models/**/*.build.yaml'` or `build ./...`.
+
+Every recipe is first asked the no-op fast path, sharing one memo (the environment's
+files are stamped and the tool versions read once for all of them), so a repository of
+recipes where nothing changed answers without loading YAML or any framework. The
+recipes with work to do are then planned and built one after the other over **one**
+worker pool (kept warm across recipes: each framework is imported, and each source
+model built, once per worker) and one cache, so an action two recipes share (the
+same source and settings) runs once and is a cache hit for the second.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# Folders never searched for recipes by `./...`.
+SKIP = {".git", ".venv", "venv", "node_modules", "__pycache__", "cache", "dist", "site-packages"}
+SUFFIXES = (".build.yaml", ".build.yml")
+
+
+def many_spec(file: str | None, targets: list[str]) -> tuple[str | None, list[str]]:
+    """(the pattern naming many recipes, the remaining targets); (None, targets) when the
+    command line names one recipe."""
+    for t in targets:
+        if t == "..." or t.endswith("/..."):
+            return t, [x for x in targets if x != t]
+    if file is not None and (
+        file == "..." or file.endswith("/...") or any(c in file for c in "*?[")
+    ):
+        return file, targets
+    return None, targets
+
+
+def find_recipes(spec: str, cwd: Path) -> list[Path]:
+    """The recipes ``spec`` names, sorted: ``DIR/...`` is every ``*.build.yaml`` under DIR;
+    anything else is a glob (``**`` crosses folders)."""
+    from modelbuild.errors import UsageError
+
+    found: set[Path] = set()
+    if spec == "..." or spec.endswith("/..."):
+        root = (cwd / (spec[:-3] or ".")).resolve()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP and not d.startswith("."))
+            found.update(Path(dirpath) / f for f in filenames if f.endswith(SUFFIXES))
+    else:
+        pattern = spec if os.path.isabs(spec) else str(cwd / spec)
+        found.update(Path(p).resolve() for p in glob.glob(pattern, recursive=True))
+        found = {p for p in found if p.is_file()}
+    if not found:
+        raise UsageError(
+            f"no recipe matches {spec!r} (looked from {cwd})",
+            hint="give a glob of recipe files, e.g. -f 'models/**/*.build.yaml', or DIR/... "
+            "for every *.build.yaml under DIR",
+        )
+    return sorted(found)
+
+
+def noop_results(recipes: list[Path], targets: list[str]) -> dict[Path, dict[str, Any] | None]:
+    """The recorded result of each recipe whose build is a no-op (else None), checked with
+    one memo for all of them."""
+    from modelbuild.engine import fastpath
+    from modelbuild.recipe.paths import repo_root
+    from modelbuild.store.cache import default_cache_dir
+
+    memo: dict[str, Any] = {}
+    roots: dict[Path, Path] = {}
+    out: dict[Path, dict[str, Any] | None] = {}
+    for r in recipes:
+        if r.parent not in roots:
+            roots[r.parent] = default_cache_dir(repo_root(r.parent))
+        out[r] = fastpath.check(roots[r.parent], r, targets, memo)
+    return out
+
+
+class SharedRunner:
+    """One pool for every recipe of the command: ``close`` at the end of one recipe's
+    build keeps the workers (and what they imported and built); ``shutdown`` ends them."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def close(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        self.inner.close()
+
+
+def run(args: Any, spec: str, targets: list[str]) -> int:
+    from modelbuild.errors import ModelBuildError, UsageError
+
+    if args.locked or args.dry_run or args.executor != "local":
+        raise UsageError(
+            "--locked, --dry-run and --executor ray take one recipe",
+            hint="run them per recipe (-f FILE), or drop the flag",
+        )
+    recipes = find_recipes(spec, Path.cwd())
+    done = {} if args.force else noop_results(recipes, targets)
+    results: list[dict[str, Any]] = []
+    codes: list[int] = []
+    todo = [r for r in recipes if done.get(r) is None]
+    runner = None
+    try:
+        for r in recipes:
+            rec = done.get(r)
+            if rec is not None:
+                results.append({"file": str(r), **rec})
+                codes.append(0)
+                continue
+            if runner is None:
+                runner = _shared_runner(args.jobs, r)
+            try:
+                out, code = _build_one(args, r, targets, runner)
+            except ModelBuildError as exc:
+                if args.json:
+                    from modelbuild.commands.errjson import failure
+
+                    out, code = {"file": str(r), **failure([exc])}, exc.exit_code
+                else:
+                    print(f"{_rel(r)}: error: {exc.render()}", file=sys.stderr)
+                    out, code = {"file": str(r), "ok": False}, exc.exit_code
+            results.append(out)
+            codes.append(code)
+            if code and not args.keep_going:
+                break
+    finally:
+        if runner is not None:
+            runner.shutdown()
+    ok = all(c == 0 for c in codes) and len(codes) == len(recipes)
+    if args.json:
+        print(json.dumps({"ok": ok, "recipes": results}, indent=1))
+    else:
+        noop = len(recipes) - len(todo)
+        print(
+            f"{len(recipes)} recipes: {noop} with nothing to do, {len(todo)} built"
+            + ("" if ok else f", {sum(1 for c in codes if c)} failed")
+        )
+    if ok:
+        return 0
+    return 2 if 2 in codes else 1
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def _shared_runner(jobs: int | None, recipe: Path) -> SharedRunner:
+    from modelbuild.engine.runners import PoolRunner
+    from modelbuild.recipe.paths import repo_root
+    from modelbuild.step import STEP_MODULES
+    from modelbuild.store.cache import default_cache_dir
+
+    cache_root = default_cache_dir(repo_root(recipe.parent))
+    return SharedRunner(PoolRunner(jobs or os.cpu_count() or 1, STEP_MODULES, cache_root))
+
+
+def _build_one(
+    args: Any, path: Path, targets: list[str], runner: Any
+) -> tuple[dict[str, Any], int]:
+    from modelbuild import api
+    from modelbuild.engine.plan import make_plan
+
+    recipe = api.load_recipe(path)
+    names = api.select_targets(recipe, targets or None)
+    plan = make_plan(recipe, names)
+    if not args.json:
+        print(f"== {_rel(path)}")
+    result = api.build(
+        recipe,
+        targets or None,
+        prepared=plan,
+        jobs=args.jobs,
+        force=args.force,
+        keep_going=args.keep_going,
+        step_timeout=args.step_timeout,
+        runner=runner,
+    )
+    out = {"file": str(path), **result.to_json()}
+    if not args.json:
+        from modelbuild.commands.main import _print_summary
+
+        _print_summary(result)
+    if result.ok:
+        return out, 0
+    codes = [a.error.exit_code for a in result.actions if a.error is not None]
+    return out, 2 if 2 in codes else 1
