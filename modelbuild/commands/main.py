@@ -315,6 +315,11 @@ def cmd_build(args: Any) -> int:
         os.environ["MODELBUILD_NO_SYNC"] = "1"
     if args.address and args.executor != "ray":
         raise UsageError("--address needs --executor ray")
+    from modelbuild.commands import build_many
+
+    spec, rest = build_many.many_spec(args.file, list(args.targets or []))
+    if spec is not None:  # a glob of recipes or DIR/...: one pool, shared actions
+        return build_many.run(args, spec, rest)
     if not (args.force or args.dry_run or args.locked):
         fast = _fast_noop(args)
         if fast is not None:
