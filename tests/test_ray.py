@@ -178,6 +178,30 @@ def test_a_worker_that_dies_twice_fails_only_its_action(tmp_path: Path, local_ra
     assert by["dies"].error is not None and "after 1 retry" in by["dies"].error.render()
 
 
+def test_large_inputs_and_outputs_travel_through_the_remote_cache(
+    tmp_path: Path, local_ray: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above the inline limit (here 0 bytes), a cache object an action reads and every
+    object it writes go through the remote cache (a file:// one), not the object store."""
+    from modelbuild.engine import ray_runner
+
+    monkeypatch.setattr(ray_runner, "INLINE_BYTES", 0)
+    monkeypatch.setenv("MODELBUILD_REMOTE", f"file://{tmp_path / 'remote'}")
+    spec = {"a": ("fake_echo", {"text": "A"}), "b": ("fake_echo", {"text": "B"})}
+    plan = fake_plan(tmp_path, spec)
+    plan.actions["b"] = Action("b", "fake_echo", {"text": "B"}, {"up": "a"}, ["b"])
+    _assign_ids(plan.actions)
+    eng = ray_engine(tmp_path, plan)
+    by = {r.action.uid: r for r in eng.run(["a", "b"])}
+    assert [by[u].status for u in "ab"] == ["built", "built"], [by[u].error for u in "ab"]
+    out = by["b"].output
+    assert out is not None and eng.cache.materialize(out).read_bytes() == b"BAsource"
+    runner = eng.runner
+    assert isinstance(runner, ray_runner.RayRunner) and runner.remote is not None
+    assert runner.remote.stats.objects_down == 2  # both outputs pulled from the remote
+    assert len(list((tmp_path / "remote").rglob("objects/*/*"))) == 2
+
+
 def test_gpu_steps_ask_for_a_gpu_of_the_model_their_key_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
