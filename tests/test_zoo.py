@@ -156,3 +156,31 @@ def test_text_samples_are_realistic() -> None:
             assert (row_ids[n:] == m.text["pad"]).all(), m.name
         again = text_samples(m)
         assert all(np.array_equal(s[k], again[k]) for k in s), m.name
+
+
+@pytest.mark.slow
+def test_bench_zoo_prints_the_matrix_with_refusals_named(tmp_path: Path) -> None:
+    """bench/zoo.py on the CI subset's smallest model: verified cells with figures, and a
+    TensorRT target refused at plan time naming its cause (no GPU / no TensorRT here)."""
+    out = tmp_path / "zoo.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "zoo.py"), "--models", "torch_gru"]
+        + ["--targets", "onnx,torchscript,tensorrt-fp16", "--root", str(tmp_path / "z")]
+        + ["--out", str(out), "--timeout", "240"],
+        cwd=ROOT,
+        env={**os.environ, **OFFLINE, "MODELBUILD_CACHE": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    cells = doc["results"]["torch_gru"]
+    assert cells["onnx"]["status"] == "verified" and cells["torchscript"]["status"] == "verified"
+    trt = cells["tensorrt-fp16"]
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES") not in (None, "")
+    if not gpu:
+        assert trt["status"] == "refused" and "TensorRT" in trt["reason"], trt
+    text = doc["bench"]["report"]
+    assert "3 cells: 2 verified" in text and "torch_gru" in text, text
+    assert "refused [1]" in text or gpu, text

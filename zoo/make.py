@@ -34,7 +34,9 @@ if __package__ in (None, ""):  # run as a script: python zoo/make.py
 from zoo.models import (  # noqa: E402
     BY_NAME,
     COMPILED_STATE_DICT,
+    LIGHTNING_STYLE,
     MODELS,
+    SAFETENSORS_FILE,
     SAVE_PRETRAINED,
     SEED,
     STATE_DICT,
@@ -184,6 +186,12 @@ def write_checkpoint(model: ZooModel, mod: Any, dest: Path) -> None:
     elif model.save == COMPILED_STATE_DICT:
         # torch.compile wraps the module; its state_dict keys gain "_orig_mod."
         torch.save(torch.compile(net).state_dict(), str(path))
+    elif model.save == SAFETENSORS_FILE:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    elif model.save == LIGHTNING_STYLE:
+        torch.save({"epoch": 1, "global_step": 10, "state_dict": net.state_dict()}, str(path))
     else:
         raise ValueError(f"unknown save style {model.save!r}")
 
@@ -202,9 +210,16 @@ def write_plain_checkpoint(model: ZooModel, mod: Any, dest: Path) -> None:
         net = cls.from_pretrained(str(dest))  # renames legacy keys, re-ties tied weights
         sd = net.state_dict()
     else:
-        obj = torch.load(str(dest / model.checkpoint), map_location="cpu", weights_only=True)
+        if model.save == SAFETENSORS_FILE:
+            from safetensors.torch import load_file
+
+            obj = load_file(str(dest / model.checkpoint))
+        else:
+            obj = torch.load(str(dest / model.checkpoint), map_location="cpu", weights_only=True)
         if model.save == TRAINING_CHECKPOINT:
             obj = obj["model_state_dict"]
+        elif model.save == LIGHTNING_STYLE:
+            obj = obj["state_dict"]
         sd = {k.removeprefix("_orig_mod."): v for k, v in obj.items()}
     torch.save({k: v.detach().clone() for k, v in sd.items()}, str(dest / PLAIN_FILE))
 

@@ -37,6 +37,9 @@ TARGETS: dict[str, dict[str, Any]] = {
     "tflite": {"format": "tflite", "precision": "fp32"},
     "coreml-fp16": {"format": "coreml", "precision": "fp16"},
     "torchscript": {"format": "torchscript", "method": "trace"},
+    "savedmodel": {"format": "savedmodel"},
+    # needs an NVIDIA GPU and TensorRT: elsewhere a plan-time refusal naming both (exit 2)
+    "tensorrt-fp16": {"format": "tensorrt", "precision": "fp16"},
 }
 
 # how the checkpoint is written (see make.py)
@@ -48,12 +51,18 @@ SAVE_PRETRAINED = "save_pretrained"
 TRAINING_CHECKPOINT = "training_checkpoint"
 STATE_DICT = "state_dict"
 COMPILED_STATE_DICT = "compiled_state_dict"
+# - safetensors_file: safetensors.torch.save_file(model.state_dict())
+# - lightning_style: torch.save({"state_dict", "epoch", "global_step"}) as a .ckpt
+SAFETENSORS_FILE = "safetensors_file"
+LIGHTNING_STYLE = "lightning_style"
 
 CHECKPOINT_FILE = {
     SAVE_PRETRAINED: "model.safetensors",
     TRAINING_CHECKPOINT: "checkpoint.pt",
     STATE_DICT: "model.pt",
     COMPILED_STATE_DICT: "model.pt",
+    SAFETENSORS_FILE: "model.safetensors",
+    LIGHTNING_STYLE: "last.ckpt",
 }
 
 
@@ -373,6 +382,216 @@ MODELS: list[ZooModel] = [
         notes=["the encoder takes exactly 2 x max_source_positions = 32 frames"],
     ),
     ZooModel(
+        "albert",
+        "ALBERT, text classification, cross-layer shared weights (AlbertForSequenceClassification)",
+        SAVE_PRETRAINED,
+        dict(
+            vocab_size=V,
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            num_labels=3,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=3,
+        ),
+        {"input_ids": _ids(V), "attention_mask": MASK},
+        ["logits"],
+        text={"pad": 0, "first_real": 4},
+    ),
+    ZooModel(
+        "electra",
+        "ELECTRA discriminator, text classification (ElectraForSequenceClassification)",
+        SAVE_PRETRAINED,
+        dict(
+            vocab_size=V,
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            num_labels=3,
+            pad_token_id=0,
+        ),
+        {"input_ids": _ids(V), "attention_mask": MASK},
+        ["logits"],
+        text={"pad": 0, "first_real": 1},
+    ),
+    ZooModel(
+        "opt",
+        "OPT, causal LM with the LM head tied to the embedding (OPTForCausalLM)",
+        SAVE_PRETRAINED,
+        dict(
+            vocab_size=V,
+            hidden_size=32,
+            word_embed_proj_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            ffn_dim=64,
+            max_position_embeddings=64,
+            pad_token_id=1,
+            bos_token_id=2,
+            eos_token_id=2,
+        ),
+        {"input_ids": _ids(V), "attention_mask": MASK},
+        ["logits"],
+        text={"pad": 1, "first_real": 3},
+        notes=["lm_head.weight is tied to model.decoder.embed_tokens.weight, not in the file"],
+    ),
+    ZooModel(
+        "bart_encoder",
+        "BART encoder states from a whole saved BartModel (BartModel.get_encoder())",
+        SAVE_PRETRAINED,
+        dict(
+            vocab_size=V,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=64,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            decoder_start_token_id=2,
+            forced_eos_token_id=2,
+        ),
+        {"input_ids": _ids(V), "attention_mask": MASK},
+        ["last_hidden_state"],
+        text={"pad": 1, "first_real": 3},
+        notes=["shared.weight is tied to both embed_tokens; the decoder is saved but unused"],
+    ),
+    ZooModel(
+        "deit",
+        "DeiT, image classification with a distillation token "
+        "(DeiTForImageClassificationWithTeacher)",
+        SAVE_PRETRAINED,
+        dict(
+            image_size=32,
+            patch_size=8,
+            num_channels=3,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=5,
+        ),
+        {"pixel_values": _image(-2.12, 2.64)},
+        ["logits"],
+    ),
+    ZooModel(
+        "swin",
+        "Swin Transformer, shifted windows, image classification (SwinForImageClassification)",
+        SAVE_PRETRAINED,
+        dict(
+            image_size=32,
+            patch_size=2,
+            num_channels=3,
+            embed_dim=16,
+            depths=[1, 1],
+            num_heads=[2, 2],
+            window_size=4,
+            mlp_ratio=2.0,
+            num_labels=5,
+        ),
+        {"pixel_values": _image(-2.12, 2.64)},
+        ["logits"],
+    ),
+    ZooModel(
+        "mobilevit",
+        "MobileViT, convolutions + transformers, image classification "
+        "(MobileViTForImageClassification)",
+        SAVE_PRETRAINED,
+        dict(
+            image_size=64,
+            patch_size=2,
+            num_channels=3,
+            hidden_sizes=[16, 24, 32],
+            neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64],
+            num_attention_heads=2,
+            mlp_ratio=2.0,
+            expand_ratio=2.0,
+            initializer_range=0.5,  # 0.02: logits ~5e-9 (see efficientnet)
+            num_labels=5,
+        ),
+        {"pixel_values": _image(0.0, 1.0, size=64)},  # MobileViT's processor: [0, 1], BGR
+        ["logits"],
+        warm_batch_norm=True,
+    ),
+    ZooModel(
+        "regnet",
+        "RegNetY, grouped convolutions + squeeze-excitation (RegNetForImageClassification)",
+        SAVE_PRETRAINED,
+        dict(
+            num_channels=3,
+            embedding_size=16,
+            hidden_sizes=[16, 32],
+            depths=[1, 1],
+            groups_width=8,
+            layer_type="y",
+            num_labels=5,
+        ),
+        {"pixel_values": _image(-2.12, 2.64)},
+        ["logits"],
+        warm_batch_norm=True,
+    ),
+    ZooModel(
+        "efficientnet",
+        "EfficientNet, depthwise MBConv + squeeze-excitation (EfficientNetForImageClassification)",
+        SAVE_PRETRAINED,
+        dict(
+            image_size=32,
+            num_channels=3,
+            width_coefficient=0.25,
+            depth_coefficient=0.25,
+            hidden_dim=320,  # = round_filters(1280) at this width
+            # with the default 0.02 the tiny net's logits are ~1e-37 (a gate that checks
+            # nothing); 0.2 gives outputs of about 0.1, as a trained net's
+            initializer_range=0.2,
+            num_labels=5,
+        ),
+        {"pixel_values": _image(-2.12, 2.64)},
+        ["logits"],
+        warm_batch_norm=True,
+    ),
+    ZooModel(
+        "hubert",
+        "HuBERT, audio classification on the raw waveform (HubertForSequenceClassification)",
+        SAVE_PRETRAINED,
+        dict(
+            vocab_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=[16, 16, 16],
+            conv_stride=[5, 4, 2],
+            conv_kernel=[10, 8, 4],
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+            feat_extract_norm="layer",
+            do_stable_layer_norm=True,
+            classifier_proj_size=16,
+            num_labels=4,
+            pad_token_id=0,
+        ),
+        {
+            "input_values": {
+                "shape": [1, 1600],
+                "dtype": "float32",
+                "dynamic": {0: "batch", 1: "samples"},
+                "range": [-1.0, 1.0],
+            }
+        },
+        ["logits"],
+    ),
+    ZooModel(
         "torch_transformer",
         "torch nn.TransformerEncoder text classifier, saved as a training checkpoint",
         TRAINING_CHECKPOINT,
@@ -421,6 +640,43 @@ MODELS: list[ZooModel] = [
         ["logits"],
         warm_batch_norm=True,
         notes=["every key starts with _orig_mod. (torch.compile's wrapper)"],
+    ),
+    ZooModel(
+        "torch_gru",
+        "torch bidirectional nn.GRU frame tagger, state_dict in a safetensors file",
+        SAFETENSORS_FILE,
+        dict(n_features=8, hidden=16, num_tags=5),
+        {
+            "features": {
+                "shape": [2, 20, 8],
+                "dtype": "float32",
+                "dynamic": {0: "batch", 1: "time"},
+                "range": [-1.0, 1.0],
+            }
+        },
+        ["logits"],
+    ),
+    ZooModel(
+        "torch_decoder",
+        "torch nn.TransformerDecoder caption decoder (causal self-attention + cross-attention)",
+        LIGHTNING_STYLE,
+        dict(vocab_size=V, d_model=32, nhead=4, num_layers=2, dim_feedforward=64, max_len=64),
+        {
+            "input_ids": {
+                "shape": [2, 12],
+                "dtype": "int64",
+                "dynamic": {0: "batch", 1: "sequence"},
+                "range": [0, V - 1],
+            },
+            "memory": {
+                "shape": [2, 10, 32],
+                "dtype": "float32",
+                "dynamic": {0: "batch", 1: "frames"},
+                "range": [-1.0, 1.0],
+            },
+        },
+        ["logits"],
+        notes=['a Lightning-style {"state_dict", "epoch", "global_step"} .ckpt'],
     ),
 ]
 

@@ -145,6 +145,23 @@ def run_cell(recipe: Path, target: str, timeout: float, env: dict[str, str]) -> 
             "seconds": seconds,
             "rc": proc.returncode,
         }
+    refusals = [
+        e
+        for e in report.get("errors") or []
+        if not e.get("path") or str(e["path"]).startswith(f"targets.{target}")
+    ]
+    ran = [a for a in report.get("actions", []) if a.get("status") == "failed"]
+    if refusals and not ran and proc.returncode != 0:  # refused at plan time, with its cause
+        msg = str(refusals[0].get("message", ""))
+        where = refusals[0].get("path") or ""
+        return {
+            "status": "refused",
+            "step": None,
+            "reason": one_line(msg if msg.startswith(where) else f"{where}: {msg}"),
+            "seconds": seconds,
+            "rc": proc.returncode,
+            "error": json.dumps(refusals)[:4000],
+        }
     cell = report.get("targets", {}).get(target, {})
     failed = [a for a in report.get("actions", []) if a.get("status") == "failed"]
     if cell.get("verified") is True and proc.returncode == 0:
@@ -208,6 +225,7 @@ MARK = {
     "timeout": "TIMEOUT",
     "error": "ERROR",
     "unverified": "UNVERIFIED",
+    "refused": "refused",
 }
 
 
@@ -223,7 +241,7 @@ def matrix_text(results: dict[str, dict[str, dict[str, Any]]], targets: list[str
                 row.append("-")
                 continue
             mark = MARK[c["status"]]
-            if c["status"] not in ("verified", "spec-checked"):
+            if c["status"] not in ("verified", "spec-checked"):  # refusals name their cause too
                 key = f"{c['step'] or ''}: {c['reason']}"
                 n = reasons.setdefault(key, len(reasons) + 1)
                 mark += f" [{n}]"
@@ -237,10 +255,12 @@ def matrix_text(results: dict[str, dict[str, dict[str, Any]]], targets: list[str
     done = [c for cells in results.values() for c in cells.values()]
     ok = sum(c["status"] == "verified" for c in done)
     spec = sum(c["status"] == "spec-checked" for c in done)
+    refused = sum(c["status"] == "refused" for c in done)
     lines.append("")
     lines.append(
         f"{ok} of {len(done)} cells built and verified (numeric parity)"
         + (f"; {spec} built and spec-checked only (CoreML runs only on macOS)" if spec else "")
+        + (f"; {refused} refused at plan time, with the cause" if refused else "")
     )
     if reasons:
         lines.append("")
@@ -279,7 +299,7 @@ def figures_table(results: dict[str, dict[str, dict[str, Any]]], targets: list[s
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m zoo.run", description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="", help="comma-separated (default: all)")
-    ap.add_argument("--targets", default="", help="comma-separated (default: all seven)")
+    ap.add_argument("--targets", default="", help="comma-separated (default: zoo.models.TARGETS)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per build (600)")
     ap.add_argument("--cache", type=Path, help="MODELBUILD_CACHE to use (default: a fresh one)")
     ap.add_argument("--out", type=Path, default=ZOO_DIR / "results.json")
