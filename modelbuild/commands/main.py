@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 from modelbuild import __version__
@@ -146,15 +145,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the recipe JSON Schema")
 
-    i = sub.add_parser("init", help="write a starter model.build.yaml (and a .gitignore)")
-    i.add_argument("--name", default=None, help="the recipe's name (default: the folder's name)")
-    i.add_argument(
-        "--framework",
-        choices=["pytorch", "onnx", "torchscript"],
-        default="pytorch",
-        help="the source's framework (default: pytorch)",
+    from modelbuild.commands import scaffold
+
+    i = sub.add_parser(
+        "init",
+        help="write model.build.yaml (and a .gitignore); --model module:Class infers it",
     )
-    i.add_argument("--force", action="store_true", help="overwrite an existing recipe")
+    scaffold.add_options(i)
 
     for mod in _command_modules():
         mod.add_parser(sub, recipe_arg)
@@ -475,11 +472,9 @@ def cmd_schema(args: Any) -> int:
 
 
 def cmd_init(args: Any) -> int:
-    from modelbuild.commands.scaffold import write_recipe
+    from modelbuild.commands.scaffold import run
 
-    path = write_recipe(Path.cwd(), args.name, args.framework, args.force)
-    print(f"wrote {path}; edit `source` and `inputs`, then run `modelbuild build`")
-    return EXIT_OK
+    return int(run(args))
 
 
 COMMANDS = {
