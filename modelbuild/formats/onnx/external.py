@@ -26,6 +26,15 @@ from modelbuild.errors import SourceError
 # where or under which name the step wrote them.
 DATA_NAME = "model.onnx.data"
 PROTO_LIMIT = 2**31 - 1  # protobuf's hard limit on one serialized message
+# Tests lower the size past which a model is saved with external data (a 2 GB model is
+# too slow for the suite); the value enters the export's key (OnnxFromTorch.key_environment).
+THRESHOLD_ENV = "MODELBUILD_EXTERNAL_DATA_OVER"
+
+
+def threshold() -> int:
+    """Tensor bytes from which a model is saved as model.onnx + model.onnx.data."""
+    value = os.environ.get(THRESHOLD_ENV)
+    return int(value) if value else PROTO_LIMIT - (64 << 20)
 
 
 def _tensors(graph: Any) -> Iterator[Any]:
@@ -117,13 +126,20 @@ def onnx_file(path: str | os.PathLike[str]) -> Path:
     return p / "model.onnx" if p.is_dir() else p
 
 
+def too_big(model: Any) -> bool:
+    """Whether ``model`` cannot be one protobuf (its tensors near 2 GB; ``ByteSize`` itself
+    is not safe to call past the limit)."""
+    total = sum(len(t.raw_data) + 4 * len(t.float_data) for t in _tensors(model.graph))
+    return total >= threshold()
+
+
 def save(model: Any, out: Path, force_external: bool = False) -> Path:
     """Save ``model`` as one file at ``out`` when it fits in a protobuf, else as the folder
     ``out`` holding ``model.onnx`` + ``model.onnx.data`` (stable names: the same model
     gives the same bytes wherever it is written). Returns what was written."""
     import onnx
 
-    if not force_external and model.ByteSize() < PROTO_LIMIT:
+    if not force_external and not too_big(model):
         onnx.save(model, str(out))
         return out
     out.mkdir(parents=True, exist_ok=True)

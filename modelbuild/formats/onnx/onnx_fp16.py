@@ -98,9 +98,13 @@ def _attempt(method: str, src: Path, out: Path, keep_io: bool, workdir: Path) ->
 
 
 def _convert(method: str, src: str, out: str, keep_io: bool) -> None:
+    from pathlib import Path
+
     import onnx
 
-    m = onnx.load(src)
+    from modelbuild.formats.onnx.external import onnx_file, save
+
+    m = onnx.load(str(onnx_file(src)))
     if method == "onnxruntime-transformers":
         from onnxruntime.transformers import float16 as ort_fp16
 
@@ -123,8 +127,8 @@ def _convert(method: str, src: str, out: str, keep_io: bool) -> None:
                 and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)
             ]
         m16 = float16.convert_float_to_float16(m, keep_io_types=keep_io, node_block_list=nodes)
-    onnx.save(m16, out)
-    _check_loads(out)
+    written = save(m16, Path(out))
+    _check_loads(str(onnx_file(written)))
 
 
 def _check_loads(path: str) -> None:

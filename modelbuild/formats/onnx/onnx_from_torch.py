@@ -37,6 +37,14 @@ class OnnxFromTorch(Step):
     output = "model.onnx"
     Params = Params
 
+    def key_environment(self, params: dict[str, Any] | None = None) -> dict[str, str]:
+        import os
+
+        from modelbuild.formats.onnx.external import THRESHOLD_ENV
+
+        value = os.environ.get(THRESHOLD_ENV)
+        return {THRESHOLD_ENV: value} if value else {}
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
         import warnings
 
@@ -66,7 +74,11 @@ class OnnxFromTorch(Step):
             for s in p.inputs
             if s.get("dynamic")
         }
-        tmp = ctx.workdir / "export.onnx"
+        from modelbuild.formats.onnx.external import onnx_file, save, too_big
+
+        # its own folder: over 2 GB the exporter writes a data file per tensor beside it
+        (ctx.workdir / "export").mkdir()
+        tmp = ctx.workdir / "export" / "export.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -98,12 +110,23 @@ class OnnxFromTorch(Step):
         for k, v in meta.items():
             prop = m.metadata_props.add()
             prop.key, prop.value = k, v
+        big = too_big(m)
+        nodes = len(m.graph.node)
         try:
-            onnx.checker.check_model(m)
+            if big:  # model.onnx + model.onnx.data in a folder (the checker reads the path)
+                written = save(m, ctx.output)
+                del m
+                onnx.checker.check_model(str(onnx_file(written)))
+                notices.append(
+                    "the model is over 2 GB: the artifact is a folder, model.onnx with its "
+                    "weights in model.onnx.data (ONNX external data)"
+                )
+            else:
+                onnx.checker.check_model(m)
+                onnx.save(m, str(ctx.output))
         except onnx.checker.ValidationError as exc:
             raise StepError(f"the exported model is not valid ONNX: {exc}") from exc
-        onnx.save(m, str(ctx.output))
-        return {"opset": p.opset, "nodes": len(m.graph.node), "notices": notices, **loaded}
+        return {"opset": p.opset, "nodes": nodes, "notices": notices, "external": big, **loaded}
 
 
 MHA_NOTICE = (

@@ -42,13 +42,18 @@ class OnnxInt8(Step):
         from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
+        from modelbuild.formats.onnx.external import onnx_file
+
         p = self.params(ctx)
         prep = ctx.workdir / "prep.onnx"
-        try:
-            quant_pre_process(str(ctx.inputs["model"]), str(prep), skip_symbolic_shape=True)
-        except Exception as exc:  # pre-processing is an optimization, not a requirement
-            ctx.log.warning("quant_pre_process failed (%s); quantizing the model as is", exc)
-            prep = ctx.inputs["model"]
+        if ctx.inputs["model"].is_dir():  # over 2 GB: quantized from its folder, as it is
+            prep = onnx_file(ctx.inputs["model"])
+        else:
+            try:
+                quant_pre_process(str(ctx.inputs["model"]), str(prep), skip_symbolic_shape=True)
+            except Exception as exc:  # pre-processing is an optimization, not a requirement
+                ctx.log.warning("quant_pre_process failed (%s); quantizing the model as is", exc)
+                prep = ctx.inputs["model"]
         wtype = QuantType.QUInt8 if p.weight_type == "uint8" else QuantType.QInt8
         meta: dict[str, Any] = {"mode": p.mode}
         if p.mode == "dynamic":

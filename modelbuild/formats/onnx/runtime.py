@@ -18,7 +18,12 @@ class OrtRunner:
         if options.get("threads"):
             so.intra_op_num_threads = int(options["threads"])
             so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        from modelbuild.formats.onnx.external import onnx_file
+
+        # a model over 2 GB is a folder: model.onnx + model.onnx.data beside it
+        self.session = ort.InferenceSession(
+            str(onnx_file(path)), so, providers=["CPUExecutionProvider"]
+        )
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.input_names = input_names
 

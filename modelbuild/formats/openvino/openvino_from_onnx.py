@@ -116,6 +116,10 @@ def _stable_names(model: Any) -> None:
 def _onnx_path(ctx: StepContext) -> Path:
     """The input under a .onnx name: OpenVINO picks its frontend by suffix, and cached
     objects are named by digest. A link avoids copying large models."""
+    from modelbuild.formats.onnx.external import onnx_file
+
+    if ctx.inputs["model"].is_dir():  # over 2 GB: model.onnx + its data file, as named
+        return onnx_file(ctx.inputs["model"])
     link = ctx.workdir / "model.onnx"
     try:
         link.symlink_to(ctx.inputs["model"])
