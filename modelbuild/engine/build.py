@@ -9,6 +9,7 @@ fails and says so, and nothing the user already had is lost.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from modelbuild.engine import keys, outcomes
 from modelbuild.engine.plan import Plan
@@ -61,13 +62,17 @@ def build(
         cache,
         jobs=jobs,
         force=force,
-        keep_going=keep_going,
+        # a candidate that fails its gate only rejects that candidate: build the others
+        keep_going=keep_going or bool(plan.choices),
         reporter=reporter,
         force_steps=force_steps,
         runner=runner,
         step_timeout=step_timeout,
     )
-    buildable = [t for t in targets if t in plan.targets]
+    from modelbuild.engine import choose
+
+    wanted = choose.expand(plan, targets)  # precision lists: every candidate
+    buildable = [t for t in wanted if t in plan.targets]
     results = eng.run(buildable)
     for r in results:  # a model load keyed again with what its code imported (engine/worker)
         found = r.meta.get("imports") or {}
@@ -81,9 +86,11 @@ def build(
     shown = output_dir(recipe.path, recipe.data)  # dist, dist/NAME for NAME.build.yaml
     out_dir = (recipe.dir / shown).resolve()
     tres: dict[str, TargetResult] = {}
-    for name in targets:
-        if name in plan.errors:
-            tres[name] = TargetResult(name, False, error=plan.errors[name].render(), kept=True)
+    cands = choose.candidates(plan)
+    for name in wanted:
+        refused = plan.errors.get(name) or plan.rejected.get(name)
+        if refused is not None:
+            tres[name] = TargetResult(name, False, error=refused.render(), kept=True)
             continue
         tp = plan.targets[name]
         art = eng.results.get(tp.artifact)
@@ -128,13 +135,15 @@ def build(
             )
             unpublish_failed(cache, out_dir / name, f"{shown}/{name}/ (parity check failed)")
             continue
-        with cache.lock(f"publish-{digest_json(str(out_dir / name))[:24]}"):
-            path = publish(cache, art.output, out_dir / name, tp.output_name, str(recipe.path))
+        path: Path | None = None
+        if name not in cands:  # a candidate is published only if chosen (choose.settle)
+            with cache.lock(f"publish-{digest_json(str(out_dir / name))[:24]}"):
+                path = publish(cache, art.output, out_dir / name, tp.output_name, str(recipe.path))
         parity = ver.meta.get("report") if ver else None
         tres[name] = TargetResult(
             name,
             True,
-            path=str(path),
+            path=str(path) if path else None,
             digest=art.output.digest,
             size=art.output.size,
             verified=bool(tp.verify),
@@ -143,11 +152,14 @@ def build(
             verify_key=ver.key if ver else None,
             tools=chain_tools(plan, tp.artifact),
         )
-        if on_publish:
+        if on_publish and path:
             on_publish(name, str(path))
-    ok = all(t.ok for t in tres.values()) and all(r.status in ("built", "cached") for r in results)
+    chosen = choose.settle(plan, cache, eng, tres, out_dir, targets)
+    ok = all(t.ok for t in tres.values()) and all(
+        r.status in ("built", "cached") or choose.only_candidates(plan, r.action) for r in results
+    )
     with cache.lock(f"lockfile-{digest_json(str(recipe.path))[:24]}"):
-        update_lock(recipe, plan, tres, eng.results)
+        update_lock(recipe, plan, tres, eng.results, choices=chosen)
         # what the lock cannot hold (a parity failure), for bench and report
         outcomes.record_outcomes(cache.root, recipe.path, tres)
     eng.state.save()

@@ -25,6 +25,7 @@ from typing import Any
 from modelbuild.errors import ModelBuildError, PlanError, RecipeError
 from modelbuild.formats import format_module
 from modelbuild.params import to_mapping
+from modelbuild.recipe.choose import SEP, choices_of, settle_candidates, variants
 from modelbuild.recipe.load import Recipe
 from modelbuild.store.hashing import digest_json
 
@@ -72,6 +73,8 @@ class Plan:
     actions: dict[str, Action]
     targets: dict[str, TargetPlan]
     errors: dict[str, ModelBuildError]  # targets that cannot be planned (missing toolchain, ...)
+    choices: dict[str, Any] = field(default_factory=dict)  # name → recipe.choose.Choice
+    rejected: dict[str, ModelBuildError] = field(default_factory=dict)  # unplannable candidates
 
     def order(self) -> list[str]:
         """Actions in a deterministic topological order (recipe order breaks ties)."""
@@ -96,6 +99,10 @@ class Plan:
         want: set[str] = set()
         stack = []
         for t in targets:
+            if t in self.choices:  # a precision list needs every candidate
+                stack.extend(
+                    self.needed([c for c in self.choices[t].candidates if c in self.targets])
+                )
             tp = self.targets[t]
             stack.append(tp.artifact)
             if tp.verify:
@@ -327,8 +334,8 @@ def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
     targets: dict[str, TargetPlan] = {}
     errors: dict[str, ModelBuildError] = {}
     names = only if only else list(recipe.targets)
-    for name in names:
-        t = recipe.targets[name]
+    choices = choices_of(recipe)
+    for name, t in variants(recipe, names, choices):  # a precision list: one per candidate
         mod = format_module(t.format)
         before = dict(pl.actions)
         shared = {uid: list(a.targets) for uid, a in pl.actions.items()}
@@ -339,10 +346,14 @@ def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
         except PlanError as exc:
             if exc.key_path is None:
                 exc.key_path = f"targets.{name}"
+            if SEP in name:  # a candidate of a precision list: said as the recipe wrote it
+                base, prec = name.split(SEP, 1)
+                exc.key_path = exc.key_path.replace(f"targets.{name}", f"targets.{base}", 1)
+                exc.message = f"candidate {prec}: {exc.message}"
             errors[name] = exc
             pl.actions = before
-            for uid, names in shared.items():  # a refused target claims no shared action
-                pl.actions[uid].targets = names
+            for uid, claims in shared.items():  # a refused target claims no shared action
+                pl.actions[uid].targets = claims
             continue
         ver: str | None = None
         enabled = recipe.verify.enabled and (t.verify is None or t.verify.enabled)
@@ -368,8 +379,9 @@ def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
         targets[name] = TargetPlan(
             name, t.format, t.precision, art, ver, get_step(pl.actions[art].step).output
         )
+    chosen, rejected = settle_candidates(choices, names, targets, errors)
     _assign_ids(pl.actions)
-    return Plan(recipe, pl.actions, targets, errors)
+    return Plan(recipe, pl.actions, targets, errors, chosen, rejected)
 
 
 def _assign_ids(actions: dict[str, Action]) -> None:

@@ -204,8 +204,11 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
 def _typed(rpath: Path, data: dict[str, Any], positions: dict[KeyPath, Position]) -> Recipe:
     from modelbuild.formats import target_class
 
+    from modelbuild.recipe.choose import first_candidate
+
     targets: dict[str, Any] = {}
     for name, t in data.get("targets", {}).items():
+        t = first_candidate(name, t, positions, _display(rpath))  # precision: [a, b] → a
         targets[name] = from_mapping(target_class(t["format"]), t)
     recipe = Recipe(
         path=rpath,

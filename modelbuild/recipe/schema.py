@@ -23,6 +23,7 @@ def build_schema() -> dict[str, Any]:
     for fmt in formats:
         sch = schema_of(target_class(fmt))
         sch["properties"]["format"] = {"const": fmt, "description": f"build a {fmt} artifact"}
+        _precision_choice(sch)
         branches.append(
             {"if": {"properties": {"format": {"const": fmt}}, "required": ["format"]}, "then": sch}
         )
@@ -101,6 +102,34 @@ def build_schema() -> dict[str, Any]:
                 "description": "targets land in OUTPUT_DIR/<target>/",
             },
         },
+    }
+
+
+def _precision_choice(sch: dict[str, Any]) -> None:
+    """`precision` may list candidates, tried under `choose` (see recipe/choose.py)."""
+    from modelbuild.recipe.choose import RULES
+
+    one = sch["properties"].get("precision")
+    if not one or len(one.get("enum", [])) < 2:
+        return
+    many = {
+        "type": "array",
+        "items": {"enum": one["enum"]},
+        "minItems": 1,
+        "uniqueItems": True,
+        "description": "precisions to try, in order; `choose` picks the one published",
+    }
+    sch["properties"]["precision"] = {
+        "default": one.get("default"),
+        "description": one.get("description", ""),
+        "anyOf": [{"enum": one["enum"]}, many],
+    }
+    sch["properties"]["choose"] = {
+        "enum": list(RULES),
+        "default": RULES[0],
+        "description": "with a precision list: first-passing publishes the first candidate "
+        "that passes the parity gate, fastest-passing the fastest of those that pass; the "
+        "lock records every candidate's figures and why it was or was not chosen",
     }
 
 

@@ -147,7 +147,11 @@ def chain_facts(plan: Any, tp: Any, actions: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_lock(
-    recipe: Any, plan: Any, results: dict[str, Any], actions: dict[str, Any] | None = None
+    recipe: Any,
+    plan: Any,
+    results: dict[str, Any],
+    actions: dict[str, Any] | None = None,
+    choices: dict[str, dict[str, Any]] | None = None,
 ) -> bool:
     """Rewrite the lock from a build's target results; ``actions`` (uid → action result)
     gives each target's ``source`` entry: what the checkpoint load applied."""
@@ -175,6 +179,8 @@ def update_lock(
                 "verified": r.verified,
                 "parity": r.parity,
                 **({"source": src} if (src := source_state(plan, tp, actions or {})) else {}),
+                # precision: [...] + choose: every candidate's figures, and why (choose.py)
+                **({"choice": (choices or {})[name]} if name in (choices or {}) else {}),
                 **chain_facts(plan, tp, actions or {}),
             }
         )
