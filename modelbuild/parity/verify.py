@@ -142,3 +142,34 @@ def _in_batches(runner: Any, feeds: dict[str, Any]) -> list[Any] | None:
 
 
 STEP = Verify()
+
+
+def numeric_gate(
+    path: Any,
+    specs: list[dict[str, Any]],
+    sets: list[dict[str, Any]],
+    refs: list[dict[str, Any]],
+    tolerance: dict[str, Any],
+    runner_options: dict[str, Any] | None = None,
+) -> list[str]:
+    """The gate's numeric check of one candidate artifact (what ``verify`` runs, for a step
+    that chooses between converters): the problems, [] when it passed."""
+    from modelbuild.formats.runtime import load_runner
+    from modelbuild.parity.compare import Comparison, compare_outputs
+
+    out_names = list(refs[0].keys())
+    names = [s["name"] for s in specs]
+    runner = load_runner(path, runner_options or {"runtime": "onnxruntime"}, names, out_names)
+    cmp = Comparison(tolerance)
+    for feeds, ref in zip(sets, refs, strict=False):
+        if not runner.accepts({k: list(v.shape) for k, v in feeds.items()}):
+            cmp.problems.append(
+                "it does not take the input shapes "
+                + ", ".join(f"{k} {list(v.shape)}" for k, v in feeds.items())
+            )
+            continue
+        outs = runner.run(feeds)
+        compare_outputs(out_names, outs, [ref[n] for n in out_names], tolerance, cmp)
+    if cmp:
+        return []
+    return [cmp.summary().replace("\n", "; ")] if not cmp.problems else cmp.problems

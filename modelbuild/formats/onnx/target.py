@@ -61,6 +61,13 @@ class Target(TargetBase):
         "none", description="onnxruntime offline graph optimization level"
     )
     keep_io_types: bool = field(True, description="fp16: keep float32 inputs and outputs")
+    converter: Literal["torchscript", "dynamo", "auto"] = field(
+        "torchscript",
+        description="the exporter: torchscript (torch.onnx.export dynamo=False, shared with "
+        "every ONNX-derived target), dynamo (the torch.export-based exporter), or auto "
+        "(torchscript, then dynamo: the first whose model passes the parity gate; the lock "
+        "records the choice and why earlier ones were rejected)",
+    )
     quantize: Quantize | None = field(None, description="int8 settings")
 
 
@@ -69,9 +76,16 @@ def check(recipe: Any, name: str, t: Target) -> None:
     check_quantize(recipe, name, t)
 
 
-def onnx_chain(pl: Any, name: str, simplify: bool, optimize: str) -> Any:
+def onnx_chain(
+    pl: Any, name: str, simplify: bool, optimize: str, converter: str = "torchscript"
+) -> Any:
     """The fp32 ONNX chain shared by every ONNX-derived target."""
-    ref = pl.onnx_base(name)
+    if converter == "torchscript":
+        ref = pl.onnx_base(name)
+    else:
+        from modelbuild.formats.onnx.onnx_from_torch_export import plan_export
+
+        ref = plan_export(pl, name, converter)
     if simplify:
         ref = pl.add("onnx_simplify", {}, {"model": ref}, name)
     if optimize != "none":
@@ -80,7 +94,7 @@ def onnx_chain(pl: Any, name: str, simplify: bool, optimize: str) -> Any:
 
 
 def plan(pl: Any, name: str, t: Target) -> Any:
-    ref = onnx_chain(pl, name, t.simplify, t.optimize)
+    ref = onnx_chain(pl, name, t.simplify, t.optimize, t.converter)
     if t.precision == "fp16":
         ref = pl.add("onnx_fp16", {"keep_io_types": t.keep_io_types}, {"model": ref}, name)
     elif t.precision == "bf16":

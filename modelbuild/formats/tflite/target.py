@@ -76,6 +76,21 @@ class Target(TargetBase):
         description="allow TensorFlow ops TFLite lacks (the runtime then needs the Flex delegate)",
     )
     quantize: Quantize | None = field(None, description="int8 settings")
+    converter: Literal["onnx2tf", "litert-torch", "auto"] = field(
+        "onnx2tf",
+        description="onnx2tf (from the shared ONNX, through a SavedModel); litert-torch "
+        "(directly from the PyTorch module) is refused: it cannot be installed beside this "
+        "toolchain; auto: onnx2tf, then litert-torch (recorded in the lock)",
+    )
+
+
+# Measured with pip's resolver (2026-12-02): litert-torch 0.10.0 requires
+# ai-edge-litert>=2.3.0,<2.4.0; onnx2tf 1.29.24 pins ai-edge-litert==2.1.0 (constraints.txt).
+LITERT_TORCH_REFUSAL = (
+    "converter litert-torch cannot be installed beside this toolchain: litert-torch 0.10.0 "
+    "requires ai-edge-litert>=2.3.0,<2.4.0, and onnx2tf 1.29.24 (the onnx2tf converter) pins "
+    "ai-edge-litert==2.1.0; pip's resolver finds no set with both"
+)
 
 
 def check(recipe: Any, name: str, t: Target) -> None:
@@ -85,6 +100,14 @@ def check(recipe: Any, name: str, t: Target) -> None:
 
 
 def plan(pl: Any, name: str, t: Target) -> Any:
+    if t.converter == "litert-torch":
+        from modelbuild.errors import PlanError
+
+        raise PlanError(
+            LITERT_TORCH_REFUSAL,
+            key_path=f"targets.{name}.converter",
+            hint="converter: onnx2tf (the default), or auto",
+        )
     require_onnx2tf(name, "tflite")
     if pl.recipe.verify.enabled and (t.verify is None or t.verify.enabled):
         require("ai_edge_litert", "LiteRT", "tflite", f"targets.{name}.format")
@@ -93,6 +116,7 @@ def plan(pl: Any, name: str, t: Target) -> Any:
         "precision": t.precision,
         "select_tf_ops": t.select_tf_ops,
         "inputs": pl.input_specs(),
+        **({"auto": True} if t.converter == "auto" else {}),
     }
     # the ONNX the SavedModel came from: the static-shape retry converts it again
     inputs: dict[str, Any] = {"model": saved, "onnx": onnx_chain(pl, name, t.simplify, "none")}
