@@ -25,6 +25,7 @@ import os
 import socket
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,8 @@ def run_remote(
 
     from modelbuild.engine.worker import run_job
 
-    root = Path(job.get("worker_root") or os.environ.get(WORKER_ROOT) or _default_root())
+    default = Path(tempfile.gettempdir()) / f"modelbuild-ray-{os.getuid()}"
+    root = Path(job.get("worker_root") or os.environ.get(WORKER_ROOT) or default)
     cache = Cache(root / "cache")
 
     def get(x: Any) -> Any:  # refs nested in arguments are not resolved by Ray
@@ -176,12 +178,6 @@ def run_remote(
     return {"entry": entry, "blobs": blobs, "log": log_bytes, "pid": os.getpid(), **where}
 
 
-def _default_root() -> str:
-    import tempfile
-
-    return os.path.join(tempfile.gettempdir(), f"modelbuild-ray-{os.getuid()}")
-
-
 def init_options() -> dict[str, Any]:
     """``ray.init`` options of a build: the job's runtime_env ships modelbuild and every step
     module's package that is not an installed distribution (tests' fake steps) as
@@ -195,6 +191,13 @@ def init_options() -> dict[str, Any]:
         ship += [p for p in paths if not p.startswith((sys.prefix, sys.base_prefix))]
     env = {"py_modules": ship, "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
     return {"runtime_env": env, "log_to_driver": False, "configure_logging": False}
+
+
+def _lost(exc: OSError) -> StepError:
+    return StepError(
+        f"lost the connection to the Ray cluster: {type(exc).__name__}: {exc}",
+        hint="check the cluster (`ray status`), or build with the local pool (no --executor)",
+    )
 
 
 def resources_for(step_name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +270,8 @@ class RayRunner:
         if path not in self._refs:
             p = Path(path)
             remote = self.remote is not None and not self.remote.read_only
-            if remote and p.parent.parent == self.cache.objects and self._big(p):
+            big = p.stat().st_size > INLINE_BYTES  # read at call time: tests lower it
+            if remote and p.parent.parent == self.cache.objects and big:
                 assert self.remote is not None
                 self.remote.put_object(p.name, self.cache)
                 rec = OutputRecord("file", p.name, p.stat().st_size).to_json()
@@ -278,12 +282,14 @@ class RayRunner:
         got: tuple[str, str, Any] = self._refs[path]
         return got
 
-    @staticmethod
-    def _big(p: Path) -> bool:
-        return p.stat().st_size > INLINE_BYTES  # read at call time: tests lower it
-
     # -- the protocol ------------------------------------------------------
     def submit(self, uid: str, job: dict[str, Any], frameworks: set[str]) -> bool:
+        try:
+            return self._submit(uid, job)
+        except OSError as exc:  # a broken connection to the cluster is no `| head`
+            raise _lost(exc) from exc
+
+    def _submit(self, uid: str, job: dict[str, Any]) -> bool:
         ray = self._ray()
         if len(self._pending) >= self._slots:
             return False
@@ -311,6 +317,12 @@ class RayRunner:
         return bool(self._pending)
 
     def wait(self) -> list[Finished]:
+        try:
+            return self._wait()
+        except OSError as exc:
+            raise _lost(exc) from exc
+
+    def _wait(self) -> list[Finished]:
         ray = self._ray()
         deadlines = [d for _, _, d in self._pending.values() if d is not None]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
