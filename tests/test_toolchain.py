@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -22,7 +23,7 @@ from modelbuild.engine.plan import Action, FileRef, Plan, TargetPlan, _assign_id
 from modelbuild.engine.scheduler import Engine
 from modelbuild.step import Step, StepContext, register
 from modelbuild.store.cache import Cache
-from tests.conftest import copy_example, write_recipe
+from tests.conftest import ROOT, copy_example, write_recipe
 
 pytest.importorskip("uv", reason="the toolchains extra (uv) is not installed")
 
@@ -176,3 +177,37 @@ def test_each_step_runs_with_its_environments_python(
         assert Path(where[step]["python"]).is_relative_to(root)
         assert where[step]["protobuf"] == PINS[env]
         assert where[step]["module"].startswith(str(root))
+
+
+@pytest.mark.slow
+def test_tflite_and_coreml_in_the_environments_this_repository_ships(tmp_path: Path) -> None:
+    """toolchains/tflite (onnx2tf 1.29.22) and toolchains/coreml (coremltools 8.3.0), both
+    layered on the base environment: the TFLite chain and CoreML build and check in them."""
+    pytest.importorskip("onnx2tf", reason="the tflite extra is not installed")
+    pytest.importorskip("coremltools", reason="the coreml extra is not installed")
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    shutil.copytree(ROOT / "toolchains", repo / "toolchains")
+    (repo / "modelbuild.toml").write_text(
+        '[toolchains]\nsavedmodel_from_onnx = "tflite"\ntflite_from_savedmodel = "tflite"\n'
+        'coreml_from_torch = "coreml"\n'
+    )
+    folder = copy_example("tiny_cnn", repo)
+    write_recipe(
+        folder,
+        {
+            "tflite-fp16": {"format": "tflite", "precision": "fp16"},
+            "coreml-fp16": {"format": "coreml", "precision": "fp16"},
+        },
+    )
+    out = json.loads(cli(folder, tmp_path / "cache", "build", "--json", "-j", "2").stdout)
+    assert out["ok"], out
+    lock = json.loads((folder / "model.build.lock").read_text())["targets"]
+    assert lock["tflite-fp16"]["tools"]["onnx2tf"] == "1.29.22"
+    assert lock["tflite-fp16"]["tools"]["toolchain"].startswith("tflite@sha256:")
+    assert lock["coreml-fp16"]["tools"]["coremltools"] == "8.3.0"
+    assert lock["coreml-fp16"]["tools"]["toolchain"].startswith("coreml@sha256:")
+    envs = sorted(
+        p.name.split("-")[0] for p in (tmp_path / "cache" / "toolchains").iterdir() if p.is_dir()
+    )
+    assert envs == ["coreml", "tflite"]  # built on first use
