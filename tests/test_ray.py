@@ -229,3 +229,13 @@ def test_without_ray_the_executor_is_a_clear_error(tiny_cnn: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'modelbuild[ray]'" in proc.stderr
+
+
+def test_many_recipes_through_ray_are_refused_not_run_locally(
+    tiny_cnn: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelbuild.commands.main import main
+
+    code = main(["build", "-f", str(tiny_cnn / "*.build.yaml"), "--executor", "ray"])
+    assert code == 2
+    assert "--executor ray builds one recipe per command" in capsys.readouterr().err

@@ -316,6 +316,11 @@ def cmd_build(args: Any) -> int:
 
     spec, rest = build_many.many_spec(args.file, list(args.targets or []))
     if spec is not None:  # a glob of recipes or DIR/...: one pool, shared actions
+        if args.executor == "ray":  # many recipes share one local pool, not Ray (yet)
+            raise UsageError(
+                "--executor ray builds one recipe per command",
+                hint="run `modelbuild build -f RECIPE --executor ray` for each recipe",
+            )
         return build_many.run(args, spec, rest)
     if not (args.force or args.dry_run or args.locked):
         fast = _fast_noop(args)
