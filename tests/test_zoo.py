@@ -23,8 +23,12 @@ import pytest
 pytest.importorskip("transformers", reason="the zoo needs the zoo extra: pip install '.[zoo]'")
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `zoo` is a folder of the repository, not an installed package
-    sys.path.insert(0, str(ROOT))
+# `zoo` is a folder of the repository, not an installed package. It goes first on sys.path,
+# and a `zoo` already imported from elsewhere (bench/zoo.py, when a bench test put bench/ first)
+# is forgotten, so `zoo.make` is always the repository's package.
+sys.path.insert(0, str(ROOT))
+if not hasattr(sys.modules.get("zoo", sys), "__path__"):
+    sys.modules.pop("zoo", None)
 
 from zoo.make import digest_tree, make  # noqa: E402
 from zoo.models import BY_NAME, MODELS, ZOO_DIR, text_samples  # noqa: E402
