@@ -8,6 +8,8 @@
     │   └── MissingToolchainError   an optional extra is not installed
     ├── SourceError                 the source model cannot be loaded
     ├── CacheError                  a corrupt cache entry (treated as a miss)
+    ├── StorageError                a file that cannot be written or read: full disk,
+    │                               read-only filesystem, permissions (names the path)
     ├── PublishError                the output folder holds files modelbuild did not write
     └── BuildFailure                exit code 1
         ├── StepError               a converter step raised or crashed
@@ -130,6 +132,14 @@ class SourceError(ModelBuildError):
 
 class CacheError(ModelBuildError):
     """A cache entry is missing or corrupt; callers treat it as a miss."""
+
+
+class StorageError(ModelBuildError):
+    """The disk refused: no space, a read-only filesystem, no permission. Carries the path."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.path = path
 
 
 class PublishError(ModelBuildError):

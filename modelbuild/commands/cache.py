@@ -130,6 +130,7 @@ def run(args: Any) -> int:
         return 0
     if cmd == "verify":
         with cache.exclusive(GC_WAIT_S):
+            cache.sweep_scratch()  # what killed builds left in tmp/
             rep = ca.verify(cache)
         if args.json:
             print(json.dumps(rep.__dict__))
@@ -156,6 +157,7 @@ def run(args: Any) -> int:
     # Builds hold the cache's in-use lock (shared); gc waits for them, so it never
     # removes an object a running build is about to read.
     with cache.exclusive(GC_WAIT_S):
+        cache.sweep_scratch()
         rep2 = ca.gc(cache, Path(args.repo).resolve() if args.repo else repo, *limits, args.dry_run)
     if args.json:
         print(json.dumps(rep2.__dict__))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ def run(args: Any) -> int:
     import shutil
 
     from modelbuild.api import cache_for
+    from modelbuild.errors import PublishError
     from modelbuild.recipe.load import load_recipe
     from modelbuild.store.publish import unpublish
 
@@ -27,8 +29,17 @@ def run(args: Any) -> int:
 
     shown = output_dir(recipe.path, recipe.data)
     out = recipe.dir / shown
-    removed = [t for t in recipe.targets if unpublish(out / t)]
+    # a folder modelbuild did not publish is refused and named; the others are cleaned
+    removed, refused = [], []
+    for t in recipe.targets:
+        try:
+            if unpublish(out / t):
+                removed.append(t)
+        except PublishError as exc:
+            refused.append(exc)
     print(f"removed {len(removed)} published target(s) from {shown}/")
+    for problem in refused:
+        print(f"error: {problem.render()}", file=sys.stderr)
     if args.cache:
         cache = cache_for(recipe)
         for sub in (
@@ -52,4 +63,4 @@ def run(args: Any) -> int:
             elif p.exists():
                 p.unlink()
         print(f"emptied the cache at {cache.root}")
-    return 0
+    return refused[0].exit_code if refused else 0

@@ -97,7 +97,7 @@ def _serve(conn: Connection, step_modules: dict[str, str], path: list[str] | Non
             with private_tmpdir(Path(root) / "tmp" if root else None):
                 reply: tuple[str, Any] = ("ok", run_job(job))
         except BaseException as exc:  # run_job wraps converter errors; this is the rest
-            reply = ("err", exc)
+            reply = ("err", _storage(exc, str(job.get("id", "")), job.get("cache_root")) or exc)
         loaded = [m for m in HEAVY if m in sys.modules]
         try:
             _send(conn, (*reply, loaded))
@@ -106,6 +106,34 @@ def _serve(conn: Connection, step_modules: dict[str, str], path: list[str] | Non
 
             err = StepError(f"{type(reply[1]).__name__}: {reply[1]}")
             _send(conn, ("err", err, loaded))
+
+
+def _full_disk(tmp: Path | None) -> str:
+    """What to add to a crash when the cache's disk is full (torch aborts on ENOSPC)."""
+    try:
+        st = os.statvfs(tmp) if tmp is not None else None
+    except OSError:
+        return ""
+    if st is None or st.f_bavail * st.f_frsize >= 1 << 20:
+        return ""
+    return f"; the cache's disk is full ({tmp}): free space there"
+
+
+def _storage(exc: BaseException, action: str, cache: str | None) -> BaseException | None:
+    """A full, read-only or unwritable disk under a step, as one StorageError naming the
+    path (the step's own error wraps the OSError it met); None for any other error."""
+    from modelbuild.errors import StepError
+    from modelbuild.store.storage import storage_error
+
+    os_error = exc if isinstance(exc, OSError) else None
+    if isinstance(exc, StepError) and isinstance(exc.__context__, OSError):
+        os_error = exc.__context__
+    # an error without a file name (a library's write) happened in the step's scratch
+    err = storage_error(os_error, cache) if os_error is not None else None
+    if err is None:
+        return None
+    err.message = f"{action}: {err.message}"
+    return err
 
 
 def _send(conn: Connection, msg: Any) -> None:
@@ -264,7 +292,8 @@ class Pool:
             w.warming = set()
         except (EOFError, OSError):
             w.process.join(timeout=5)  # reaped first: before that its exit code is None
-            status, payload = "crash", WorkerCrashed(exit_text(w.process.exitcode))
+            why = exit_text(w.process.exitcode) + _full_disk(self.tmp_root)
+            status, payload = "crash", WorkerCrashed(why)
             w.conn.close()
             self.workers.remove(w)
             self._sweep(w)

@@ -145,8 +145,27 @@ def save_npz(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
 
 
 def load_npz(path: Path) -> dict[str, NDArray[Any]]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """The arrays of an .npz file; anything else (a text file, an empty file, a single
+    .npy, a broken zip) is a SourceError that says what the file is instead."""
+    from modelbuild.errors import SourceError
+
+    hint = "save it with np.savez(path, **{input_name: array})"
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head.startswith(b"PK\x03\x04"):
+        what = (
+            "an empty file"
+            if not head
+            else "a single .npy array"
+            if head.startswith(b"\x93NUMPY")
+            else f"not an .npz (zip) file: it starts with {head!r}"
+        )
+        raise SourceError(f"{path.name} is {what}", hint=hint)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise SourceError(f"{path.name} is not a readable .npz file: {exc}", hint=hint) from exc
 
 
 def declared_range_samples(

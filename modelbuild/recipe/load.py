@@ -122,8 +122,12 @@ def _load_merged(
 
 
 def confined(base: Path, rel: str, allow_outside: bool) -> tuple[Path, str | None]:
-    """Resolve ``rel`` against ``base``; say why if it escapes the repository."""
-    p = (base / rel).resolve()
+    """Resolve ``rel`` against ``base``; say why if it escapes the repository (or is a
+    symlink loop, which no path reaches the end of)."""
+    try:
+        p = (base / rel).resolve()
+    except (RuntimeError, OSError):  # pathlib: "Symlink loop from ..."
+        return base / rel, f"'{rel}' is a symlink loop ({base / rel})"
     if allow_outside:
         return p, None
     root = repo_root(base.resolve())
@@ -203,7 +207,6 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
 
 def _typed(rpath: Path, data: dict[str, Any], positions: dict[KeyPath, Position]) -> Recipe:
     from modelbuild.formats import target_class
-
     from modelbuild.recipe.choose import first_candidate
 
     targets: dict[str, Any] = {}
@@ -262,7 +265,12 @@ def _check_semantics(r: Recipe) -> None:
         raise r.error(("output_dir",), escape, hint="set `allow_outside_repo: true` to allow it")
     from modelbuild.store.publish import output_dir_problem
 
-    clash = output_dir_problem(r.path, r.output_dir, list(r.targets), _source_paths(r))
+    sources = _source_paths(r)
+    for src_path in sources:
+        _, loop = confined(src_path.parent, src_path.name, True)
+        if loop:
+            raise r.error(("source",), loop, hint="point the recipe at the file itself")
+    clash = output_dir_problem(r.path, r.output_dir, list(r.targets), sources)
     if clash:
         raise r.error(
             ("output_dir",),

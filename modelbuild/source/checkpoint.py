@@ -69,6 +69,11 @@ def read_checkpoint(path: Path, trust_pickle: bool) -> Any:
     """The object a checkpoint file holds (a dict of tensors for .safetensors)."""
     import torch
 
+    if path.is_file() and path.stat().st_size == 0:
+        raise SourceError(
+            f"checkpoint {path.name} is an empty file (0 bytes)",
+            hint="save it again: an interrupted or failed save leaves an empty file",
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -86,7 +91,8 @@ def read_checkpoint(path: Path, trust_pickle: bool) -> Any:
             or type(exc).__name__ == "UnpicklingError"
         )
         if not needs_pickle:
-            raise SourceError(f"cannot read checkpoint {path.name}: {exc}") from exc
+            why = str(exc).strip() or type(exc).__name__
+            raise SourceError(f"cannot read checkpoint {path.name}: {why}") from exc
         if not trust_pickle:
             raise SourceError(
                 f"checkpoint {path.name} needs full pickle to load, which can run arbitrary "

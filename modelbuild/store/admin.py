@@ -7,6 +7,7 @@ oldest first until the cache fits the size limit.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -233,16 +234,25 @@ def gc(
 
 
 def parse_size(text: str) -> int:
+    """Bytes from "10G", "500M", "2T" or a count; ValueError for anything else."""
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     t = text.strip().lower().rstrip("b")
     if t and t[-1] in units:
-        return int(float(t[:-1]) * units[t[-1]])
+        return int(_finite(t[:-1]) * units[t[-1]])
     return int(t)
 
 
 def parse_age(text: str) -> float:
+    """Seconds from "30d", "12h", "90m", "2w" or a count; ValueError for anything else."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     t = text.strip().lower()
     if t and t[-1] in units:
-        return float(t[:-1]) * units[t[-1]]
-    return float(t)
+        return _finite(t[:-1]) * units[t[-1]]
+    return _finite(t)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value

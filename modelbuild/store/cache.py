@@ -35,6 +35,7 @@ from modelbuild.store.hashing import (
     sha256_file,
 )
 from modelbuild.store.shapes import action_problem, read_json
+from modelbuild.store.storage import reraise
 
 READ_ONLY = 0o444
 IN_USE = "in-use.lock"  # shared by every process using the cache, exclusive for gc
@@ -93,12 +94,16 @@ class Cache:
         digest = sha256_file(src)
         size = src.stat().st_size
         dst = self.object_path(digest)
-        if dst.exists():
-            src.unlink()
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(src, READ_ONLY)
-            os.replace(src, dst)
+        try:
+            if dst.exists():
+                src.unlink()
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(src, READ_ONLY)
+                os.replace(src, dst)
+        except OSError as exc:
+            reraise(exc, dst)
+            raise
         return digest, size
 
     def put_output(self, path: Path) -> OutputRecord:
@@ -126,6 +131,9 @@ class Cache:
             actual = self.stat.file_digest(p)
         except FileNotFoundError as exc:
             raise CacheError(f"object {digest[:12]} is missing from the cache") from exc
+        except OSError as exc:  # unreadable: rebuilding could not replace it either
+            reraise(exc, p)
+            raise
         if actual != digest:
             self.stat.forget(p)
             _force_unlink(p)
@@ -149,14 +157,20 @@ class Cache:
             self.warn(f"tree checkout {tree.name[:12]} was corrupt ({bad}); rebuilt it")
             self.drop_tree(tree)
         scratch = self.scratch_dir("tree")
-        for rel, obj in paths.items():
-            dst = scratch / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(obj, dst)
-            except OSError:
-                shutil.copy2(obj, dst)
-                os.chmod(dst, READ_ONLY)
+        try:
+            for rel, obj in paths.items():
+                dst = scratch / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(obj, dst)
+                except OSError:
+                    shutil.copy2(obj, dst)
+                    os.chmod(dst, READ_ONLY)
+        except OSError as exc:
+            _make_writable(scratch)
+            shutil.rmtree(scratch, ignore_errors=True)
+            reraise(exc, scratch)
+            raise
         tree.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(scratch, tree)
@@ -231,8 +245,12 @@ class Cache:
         import fcntl
 
         d = self.root / "locks"
-        d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            reraise(exc, d / IN_USE)
+            raise
         fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a gc runs
         self._held = fd
 
@@ -242,8 +260,12 @@ class Cache:
         import time
 
         d = self.root / "locks"
-        d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            reraise(exc, d / IN_USE)
+            raise
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -272,41 +294,61 @@ class Cache:
     def scratch_dir(self, label: str) -> Path:
         self.hold()
         d = self.tmp / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        d.mkdir(parents=True)
+        try:
+            d.mkdir(parents=True)
+        except OSError as exc:
+            reraise(exc, d)
+            raise
         return d
 
     def clean_stale_scratch(self) -> int:
         """Remove scratch dirs of processes that died (a killed build leaves them)."""
         self.hold()  # a build starts here: gc waits until it ends
-        removed = 0
-        try:
-            entries = list(self.tmp.iterdir())
-        except FileNotFoundError:
-            return 0
-        for d in entries:
-            parts = d.name.rsplit("-", 2)
-            if len(parts) != 3 or not parts[1].isdigit():
-                continue
-            if _alive(int(parts[1])):
-                continue
-            _make_writable(d)
-            shutil.rmtree(d, ignore_errors=True)
-            removed += 1
-        return removed
+        return self.sweep_scratch()
+
+    def sweep_scratch(self) -> int:
+        """Remove the scratch dirs of dead processes, without taking the in-use lock (for
+        gc and verify, which hold the cache exclusively)."""
+        return sweep_stale_scratch(self.tmp)
 
     def warn(self, msg: str) -> None:
         self.warnings.append(msg)
         print(f"warning: cache: {msg}", file=sys.stderr)
 
 
+def sweep_stale_scratch(tmp: Path) -> int:
+    """Remove ``tmp``'s LABEL-PID-HEX folders whose process is dead (a killed build or
+    worker leaves them); cheap enough for the no-op fast path (one listing)."""
+    removed = 0
+    try:
+        entries = list(tmp.iterdir())
+    except OSError:
+        return 0
+    for d in entries:
+        parts = d.name.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or _alive(int(parts[1])):
+            continue
+        _make_writable(d)
+        shutil.rmtree(d, ignore_errors=True)
+        removed += 1
+    return removed
+
+
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie (exited, not yet reaped by its parent)
+    answers signal 0 but will never clean up after itself: it counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): signal 0 is all we know
+    return state not in (b"Z", b"X")
 
 
 def _make_writable(root: Path) -> None:

@@ -7,6 +7,8 @@ hashed is not read again, so a no-op build on a multi-GB checkpoint costs one
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -111,12 +113,21 @@ class StatCache:
         return self.file_digest(p)
 
     def save(self) -> None:
+        if self.path is not None:
+            sweep_dead_temporaries(self.path)
         if not self._dirty or self.path is None:
             return
         # Merge with what other processes wrote meanwhile; ours win.
         on_disk, _ = _read_entries(self.path)
         on_disk.update(self._entries)
-        atomic_write_bytes(self.path, json.dumps(on_disk).encode())
+        from modelbuild.errors import StorageError
+
+        try:
+            atomic_write_bytes(self.path, json.dumps(on_disk).encode())
+        except StorageError as exc:  # only a speed-up: the next run hashes again
+            import sys
+
+            print(f"warning: cache: stat cache not saved ({exc.message})", file=sys.stderr)
         self._dirty = False
 
 
@@ -135,9 +146,15 @@ def _read_entries(path: Path) -> tuple[dict[str, list[Any]], str | None]:
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to a temporary sibling and rename it over ``path``: readers see the
+    old bytes or the new ones. A full or read-only disk is a StorageError naming the path,
+    and ``path`` keeps its old bytes. Temporaries of writers that died are removed."""
+    from modelbuild.store.storage import reraise
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_dead_temporaries(path)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -148,6 +165,24 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
 
         faults.point(f"write:{path.name}")
         os.replace(tmp, path)
+    except OSError as exc:
+        reraise(exc, path)
+        raise
     finally:
-        if tmp.exists():
+        with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def sweep_dead_temporaries(path: Path) -> None:
+    """Remove ``.NAME.PID.HEX.tmp`` beside ``path`` left by a writer that was killed."""
+    from modelbuild.store.cache import _alive
+
+    try:
+        found = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    except OSError:
+        return
+    for t in found:
+        pid = t.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                t.unlink()
