@@ -374,6 +374,7 @@ def _fast_noop(args: Any) -> int | None:
     result = recorded_build(args.file, list(args.targets or []))
     if result is None:
         return None
+    _sweep_scratch(args.file)
     if args.json:
         print(json.dumps(result, indent=1))
         return EXIT_OK
@@ -390,6 +391,14 @@ def _fast_noop(args: Any) -> int | None:
         lines.append(f"  {name:<16} {t['path']} ({mark})")
     print("\n".join(lines))
     return EXIT_OK
+
+
+def _sweep_scratch(file: str | None) -> None:
+    """A no-op build too removes what killed builds left in the cache's tmp/."""
+    from modelbuild.recipe.paths import find_recipe, repo_root
+    from modelbuild.store.cache import default_cache_dir, sweep_stale_scratch
+
+    sweep_stale_scratch(default_cache_dir(repo_root(find_recipe(file).parent)) / "tmp")
 
 
 def _lock_targets(file: str | None) -> dict[str, Any]:

@@ -54,7 +54,8 @@ def build(
     step_timeout: float | None = DEFAULT_STEP_TIMEOUT,
 ) -> BuildResult:
     """Build ``targets`` of ``plan``: run, verify, publish to the output dir, write the lock."""
-    from modelbuild.store.lockfile import update_lock
+    from modelbuild.store.hashing import sweep_dead_temporaries
+    from modelbuild.store.lockfile import lock_path, update_lock
 
     recipe = plan.recipe
     eng = Engine(
@@ -160,6 +161,7 @@ def build(
     )
     with cache.lock(f"lockfile-{digest_json(str(recipe.path))[:24]}"):
         update_lock(recipe, plan, tres, eng.results, choices=chosen)
+        sweep_dead_temporaries(lock_path(recipe))  # a killed writer's .NAME.lock.PID.tmp
         # what the lock cannot hold (a parity failure), for bench and report
         outcomes.record_outcomes(cache.root, recipe.path, tres)
     eng.state.save()
