@@ -12,7 +12,9 @@ action in the same worker imported. Each module found is classified by where its
 - in the standard library, or built in: nothing (the interpreter is not keyed);
 - in the repository: the file, by content (repository-relative in the key and the lock);
 - anywhere else (a ``PYTHONPATH`` folder outside the repository): the file, by content,
-  by its absolute path.
+  by its absolute path. Only what the repository's modules import directly: a module
+  outside is not executed again (what it imports in turn is not followed), and modules
+  another recipe left in the process are never counted.
 
 The worker reads the result with ``take()`` and re-keys the action with it; the lock
 stores it (``imports``) so the next plan keys those files before anything runs.
@@ -150,9 +152,7 @@ def _purge(repo: str, top: str) -> None:
         if name.split(".", 1)[0] in _PROTECTED:
             continue
         f = module_file(mod)
-        if name.split(".", 1)[0] == top or (
-            f is not None and classify(name, f, repo)[0] in ("repo", "outside")
-        ):
+        if name.split(".", 1)[0] == top or (f is not None and classify(name, f, repo)[0] == "repo"):
             del sys.modules[name]
 
 
@@ -177,9 +177,8 @@ def watching(module: str, repo: Path) -> Iterator[Found]:
     ) -> ModuleType:
         mod = original(name, globals, locals, fromlist, level)
         caller = (globals or {}).get("__file__")
-        if isinstance(caller, str) and classify(
-            str((globals or {}).get("__name__", "")), os.path.realpath(caller), root
-        )[0] in ("repo", "outside"):
+        who = str((globals or {}).get("__name__", ""))
+        if isinstance(caller, str) and classify(who, os.path.realpath(caller), root)[0] == "repo":
             absname = name
             if level:
                 pkg = (globals or {}).get("__package__") or ""
@@ -202,7 +201,7 @@ def watching(module: str, repo: Path) -> Iterator[Found]:
         for n, mod in list(sys.modules.items()):  # imported by other means (import_module)
             if n.split(".", 1)[0] not in _PROTECTED and mod is not None:
                 kind, _ = classify(n, module_file(mod), root)
-                if kind in ("repo", "outside"):
+                if kind == "repo":
                     names.add(n)
         for n in names:
             _note(found, n, sys.modules.get(n), root)
