@@ -95,6 +95,8 @@ def test_benchmark_shows_the_spread_and_a_legend(report: Path, built: Path) -> N
         r = rows[name]
         assert 0 < r["p10_ms"] <= r["median_ms"] <= r["p90_ms"], r
     assert rows["onnx-fp16-strict"]["status"] == "failed parity"
+    assert rows["onnx-fp16-strict"]["runtime"] == "onnxruntime"
+    assert rows["onnx-fp16-strict"]["median_ms"] is None  # a failed artifact is not timed
     assert rows["onnx-fp16-strict"]["verdict"] == "failed parity"
     assert rows["onnx-fp16-strict"]["parity"]["tolerance"] == {"atol": 1e-9, "rtol": 1e-9}
     assert rows["onnx-ort"]["status"] == "not built"

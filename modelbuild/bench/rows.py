@@ -3,6 +3,7 @@ like an action."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -62,6 +63,9 @@ def _target_row(
         row.message = (
             f"failed its parity check, so it was not published: {outcome.get('error') or ''}"
         ).rstrip(": ") + f"; fix the model or its tolerance, then {build_hint}"
+        if t.format in FORMATS:
+            with contextlib.suppress(Exception):  # only said: the row is not measured
+                row.runtime = str(format_module(t.format).runner(t)["runtime"])
         return row
     if t.format not in FORMATS:
         row.status, row.message = "no runtime", f"no format module for {t.format}"
