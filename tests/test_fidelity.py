@@ -313,7 +313,7 @@ def test_tflite_without_flex_retries_from_a_static_graph_with_pseudo_erf(
     tmp_path: Path, cache_dir: Path
 ) -> None:
     folder = tmp_path / "gelu"
-    _gelu_recipe(folder, {"tflite": {"format": "tflite"}})
+    _gelu_recipe(folder, {"tflite": {"format": "tflite", "static_shapes": True}})
     result = build_json(folder, "-j", "1")
     assert result["ok"], result
     notes = {a["id"]: a.get("notices", []) for a in result["actions"]}
@@ -321,9 +321,28 @@ def test_tflite_without_flex_retries_from_a_static_graph_with_pseudo_erf(
     assert "static-shape graph" in said and "pseudo operator" in said, notes
     import json
 
-    parity = json.loads((folder / "model.build.lock").read_text())["targets"]["tflite"]["parity"]
+    lock = json.loads((folder / "model.build.lock").read_text())["targets"]["tflite"]
+    parity = lock["parity"]
     assert parity["flex_ops"] == [] and "never imported TensorFlow" in parity["process"]
-    assert parity["sets_checked"] >= 1
+    assert parity["sets_checked"] >= 1 and parity["static_shapes"] is True
+    assert lock["static_shapes"] == {"x": [2, 8]}  # the lock says which shapes it takes
+    assert any("static-shape graph" in n for n in lock["notices"]), lock
+
+
+@tflite_only
+def test_a_converter_that_froze_a_dynamic_axis_fails_the_gate_naming_it(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """The dynamic-shape contract: the static-shape retry fixes the batch axis; without
+    `static_shapes: true` the gate refuses the artifact and names the axis."""
+    folder = tmp_path / "gelu"
+    _gelu_recipe(folder, {"tflite": {"format": "tflite"}})
+    result = build_json(folder, "-j", "1", check=None)
+    assert not result["ok"]
+    err = result["targets"]["tflite"].get("error", "")
+    assert "froze a dynamic axis" in err and "x dim 0 fixed at 2" in err, err
+    assert "static_shapes: true" in err, err
+    assert not (folder / "dist" / "tflite").exists()
 
 
 COREML_MODELS = '''
@@ -356,7 +375,7 @@ class GroupNormAudio(torch.nn.Module):
 '''
 
 
-def _coreml_recipe(folder: Path, model: str, inp: dict[str, Any]) -> None:
+def _coreml_recipe(folder: Path, model: str, inp: dict[str, Any], static: bool = False) -> None:
     import importlib.util
 
     import torch
@@ -376,7 +395,7 @@ def _coreml_recipe(folder: Path, model: str, inp: dict[str, Any]) -> None:
         "source": {"framework": "pytorch", "model": f"cm_models:{model}", "checkpoint": "model.pt"},
         "inputs": {"x": inp},
         "outputs": ["y"],
-        "targets": {"coreml": {"format": "coreml"}},
+        "targets": {"coreml": {"format": "coreml", **({"static_shapes": True} if static else {})}},
     }
     (folder / "model.build.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
 
@@ -402,7 +421,7 @@ def test_coreml_retries_with_fixed_shapes_when_rangedim_fails(
 ) -> None:
     folder = tmp_path / "gn"
     inp = {"shape": [1, 1600], "range": [-1.0, 1.0], "dynamic": {"0": "batch", "1": "samples"}}
-    _coreml_recipe(folder, "GroupNormAudio", inp)
+    _coreml_recipe(folder, "GroupNormAudio", inp, static=True)
     result = build_json(folder, "-j", "1")
     assert st_ok(result)
     notes = {a["id"]: a.get("notices", []) for a in result["actions"]}

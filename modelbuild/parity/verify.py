@@ -49,6 +49,9 @@ class Verify(Step):
         from modelbuild.parity.inputs import load_sets
 
         p = ctx.params
+        # The dynamic-shape contract: an artifact takes every declared dynamic size (the
+        # sets vary each dynamic axis), or the target declares `static_shapes: true`.
+        static_ok = bool(p["runner"].get("static_shapes"))
         sets = load_sets(ctx.inputs["inputs"])
         refs = load_sets(ctx.inputs["reference"])
         out_names = list(refs[0].keys())
@@ -58,6 +61,8 @@ class Verify(Step):
             # against the recipe instead, and the report says that numbers were not compared.
             problems = runner.check_spec(sets, refs)  # type: ignore[attr-defined]
             fit = sum(runner.accepts({k: list(v.shape) for k, v in s.items()}) for s in sets)
+            if not static_ok and 0 < fit < len(sets):
+                problems.append(frozen_axes(runner, sets))
             report = {
                 "passed": not problems,
                 "numeric": False,
@@ -79,9 +84,14 @@ class Verify(Step):
             return {"report": report}
         cmp = Comparison(p["tolerance"])
         checked, skipped = [], []
+        frozen = False
         for _i, (feeds, ref) in enumerate(zip(sets, refs, strict=False)):
             shapes = {k: list(v.shape) for k, v in feeds.items()}
             if not runner.accepts(shapes):
+                if not static_ok:
+                    frozen = True
+                    skipped.append(shapes)
+                    continue
                 outs = _in_batches(runner, feeds)
                 if outs is None:
                     skipped.append(shapes)
@@ -90,6 +100,8 @@ class Verify(Step):
                 outs = runner.run(feeds)
             compare_outputs(out_names, outs, [ref[n] for n in out_names], p["tolerance"], cmp)
             checked.append(shapes)
+        if frozen and checked:
+            cmp.problems.append(frozen_axes(runner, sets))
         if not checked:
             takes = getattr(runner, "declared", None)
             cmp.problems.append(
@@ -104,6 +116,7 @@ class Verify(Step):
             "sets_skipped": len(skipped),
             "runtime": p["runner"]["runtime"],
             "numeric": True,
+            **({"static_shapes": True} if static_ok else {}),
             # how the artifact was run (TFLite: the process, the Flex ops it needs)
             **getattr(runner, "facts", {}),
         }
@@ -122,6 +135,39 @@ class Verify(Step):
                 report=report,
             )
         return {"report": report}
+
+
+STATIC_HINT = (
+    "a published artifact must take every declared dynamic size; declare "
+    "`static_shapes: true` on the target to publish one that takes only the declared shapes"
+)
+
+
+def frozen_axes(runner: Any, sets: list[dict[str, Any]]) -> str:
+    """Which dynamic axes the artifact froze: each dimension where a set it refuses differs
+    from one it takes, and that alone makes it refuse (``input_ids dim 0 fixed at 4, a set
+    has 1``)."""
+    shapes = [{k: list(v.shape) for k, v in s.items()} for s in sets]
+    taken = [sh for sh in shapes if runner.accepts(sh)]
+    if not taken:
+        return "no input set fits the artifact's input shapes: " + STATIC_HINT
+    base = taken[0]
+    found: list[str] = []
+    for sh in shapes:
+        if runner.accepts(sh):
+            continue
+        for name, dims in sh.items():
+            for d, size in enumerate(dims):
+                if d >= len(base.get(name, [])) or size == base[name][d]:
+                    continue
+                probe = {k: list(v) for k, v in base.items()}
+                probe[name][d] = size
+                if not runner.accepts(probe):
+                    what = f"{name} dim {d} fixed at {base[name][d]} (a set has {size})"
+                    if what not in found:
+                        found.append(what)
+    axes = "; ".join(found) or "the shapes " + ", ".join(map(str, shapes))
+    return f"the converter froze a dynamic axis: {axes}: {STATIC_HINT}"
 
 
 def _in_batches(runner: Any, feeds: dict[str, Any]) -> list[Any] | None:

@@ -103,6 +103,12 @@ class Target(TargetBase):
         "cpu_only",
         description="what the parity check runs on (macOS only; not stored in the model)",
     )
+    static_shapes: bool = field(
+        False,
+        description="accept a model that takes only the declared input shapes (the "
+        "fixed-shape retry when RangeDim inputs fail; the lock then says so); default "
+        "false: the gate fails a model that froze a declared dynamic axis, naming it",
+    )
 
 
 def axis_ranges(inputs: list[dict[str, Any]], overrides: dict[str, Any]) -> dict[str, list[int]]:
@@ -257,4 +263,5 @@ def runner(t: Target) -> dict[str, Any]:
         "compute_units": t.compute_units,
         "image": to_mapping(t.image) if t.image is not None else None,
         "numeric": sys.platform == "darwin",
+        **({"static_shapes": True} if t.static_shapes else {}),
     }

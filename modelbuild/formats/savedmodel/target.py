@@ -17,6 +17,11 @@ from modelbuild.formats.base import TargetBase, check_precision, require
 from modelbuild.formats.onnx.target import onnx_chain
 from modelbuild.params import field
 
+STATIC_SHAPES_DOC = (
+    "accept an artifact that takes only the declared input shapes (a converter's "
+    "static-shape retry fixes every dynamic axis; the lock then says so); default false: "
+    "the parity gate fails an artifact that froze a declared dynamic axis, naming the axis"
+)
 KEEP_NCHW_DOC = (
     "keep channel-first inputs (NCW/NCHW/NCDHW) as the source model takes them: "
     "true for every 3-5D input, or a list of input names; default: onnx2tf moves "
@@ -32,6 +37,7 @@ class Target(TargetBase):
     precision: Literal["fp32"] = field("fp32", description="fp32 only")
     simplify: bool = field(True, description="run onnxsim on the exported graph first")
     keep_nchw: bool | list[str] = field(False, description=KEEP_NCHW_DOC)
+    static_shapes: bool = field(False, description=STATIC_SHAPES_DOC)
 
 
 def check(recipe: Any, name: str, t: Any) -> None:
@@ -87,4 +93,4 @@ def plan(pl: Any, name: str, t: Target) -> Any:
 
 
 def runner(t: Target) -> dict[str, Any]:
-    return {"runtime": "savedmodel"}
+    return {"runtime": "savedmodel", **({"static_shapes": True} if t.static_shapes else {})}

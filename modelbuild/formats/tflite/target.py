@@ -16,6 +16,7 @@ from modelbuild.formats.base import TargetBase, check_precision, check_quantize,
 from modelbuild.formats.onnx.target import onnx_chain
 from modelbuild.formats.savedmodel.target import (
     KEEP_NCHW_DOC,
+    STATIC_SHAPES_DOC,
     check_keep_nchw,
     require_onnx2tf,
     savedmodel_action,
@@ -71,6 +72,7 @@ class Target(TargetBase):
     )
     simplify: bool = field(True, description="run onnxsim on the exported graph first")
     keep_nchw: bool | list[str] = field(False, description=KEEP_NCHW_DOC)
+    static_shapes: bool = field(False, description=STATIC_SHAPES_DOC)
     select_tf_ops: bool = field(
         False,
         description="allow TensorFlow ops TFLite lacks (the runtime then needs the Flex delegate)",
@@ -139,4 +141,8 @@ def plan(pl: Any, name: str, t: Target) -> Any:
 
 def runner(t: Target) -> dict[str, Any]:
     # Flex ops run in the check only when declared (the check's process has no TensorFlow)
-    return {"runtime": "tflite", "flex": t.select_tf_ops}
+    return {
+        "runtime": "tflite",
+        "flex": t.select_tf_ops,
+        **({"static_shapes": True} if t.static_shapes else {}),
+    }
