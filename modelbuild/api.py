@@ -105,8 +105,10 @@ def lock_diffs(
     """What the plan says against the committed lock: (differences, targets whose key
     is not known until an upstream action runs, so only the build can check them)."""
     from modelbuild.engine.build import chain_tools
+    from modelbuild.store.lockfile import lock_path
 
     lock = _lock_targets(plan.recipe)
+    lockname = lock_path(plan.recipe).name  # NAME.build.lock, or model.build.lock
     by_uid = {r.action.uid: r for r in rows or [] if hasattr(r.action, "uid")}
     if not by_uid and rows:
         ids = {a.id: uid for uid, a in plan.actions.items()}
@@ -115,14 +117,14 @@ def lock_diffs(
     unknown: list[str] = []
     if set(targets) == set(plan.recipe.targets):
         for name in sorted(set(lock) - set(targets)):
-            diffs.append(LockDiff(name, "extra", "in model.build.lock but not in the recipe"))
+            diffs.append(LockDiff(name, "extra", f"in {lockname} but not in the recipe"))
     for name in targets:
         if name in plan.errors:
             diffs.append(LockDiff(name, "unplannable", plan.errors[name].render()))
             continue
         entry = lock.get(name)
         if not isinstance(entry, dict):
-            diffs.append(LockDiff(name, "missing", "not in model.build.lock"))
+            diffs.append(LockDiff(name, "missing", f"not in {lockname}"))
             continue
         tp = plan.targets[name]
         diffs.extend(_tool_diffs(name, entry.get("tools") or {}, chain_tools(plan, tp.artifact)))
