@@ -99,9 +99,12 @@ def check(
 
 
 def _sys_path() -> list[str]:
-    # sys.path[0] is the folder the command runs in ('' under `python -c`): not an ingredient
+    # sys.path[0] is where the command came from (the working folder under `python -m`, ''
+    # under `python -c`, the script's folder for the `modelbuild` script): not an
+    # ingredient; what is imported from the working folder is stamped as code anyway.
     cwd = os.getcwd()
-    return [p for p in sys.path if p and os.path.abspath(p) != cwd]
+    script = os.path.dirname(os.path.abspath(sys.argv[0])) if sys.argv and sys.argv[0] else ""
+    return [p for p in sys.path if p and os.path.abspath(p) not in (cwd, script)]
 
 
 def _same_versions(recorded: Any, memo: dict[str, Any] | None = None) -> bool:
