@@ -177,3 +177,63 @@ def test_coreml_spec_check_still_refuses_fp32_weights_of_other_ops(tmp_path: Pat
     runner = CoreMLRunner(path, {"precision": "fp16"}, ["x"], [])
     problems = runner._check_precision(())
     assert problems and "used by linear" in problems[0], problems
+
+
+def test_an_artifact_that_fails_at_another_dynamic_size_fails_the_gate_naming_it(
+    tmp_path: Path,
+) -> None:
+    """hubert's SavedModel: a dynamic input shape, but a shape baked inside (here a Reshape
+    to [2, 4]): it runs at the declared size and raises at another one. The gate says so
+    as a frozen axis, not as the runtime's bare error."""
+    import logging
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper, numpy_helper
+
+    from modelbuild.errors import ParityError
+    from modelbuild.parity.inputs import save_sets
+    from modelbuild.parity.verify import STEP
+    from modelbuild.step import StepContext
+
+    shape = numpy_helper.from_array(np.array([2, 4], dtype=np.int64), "shape")
+    g = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "baked",
+        [helper.make_tensor_value_info("x", T.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [2, 4])],
+        [shape],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    xs = [np.ones((2, 4), np.float32), np.ones((3, 4), np.float32)]
+    save_sets(tmp_path / "inputs.npz", [{"x": x} for x in xs])
+    save_sets(tmp_path / "ref.npz", [{"y": x} for x in xs])
+    (tmp_path / "work").mkdir()
+    ctx = StepContext(
+        inputs={
+            "artifact": tmp_path / "m.onnx",
+            "inputs": tmp_path / "inputs.npz",
+            "reference": tmp_path / "ref.npz",
+        },
+        params={
+            "format": "onnx",
+            "precision": "fp32",
+            "inputs": ["x"],
+            "outputs": ["y"],
+            "runner": {"runtime": "onnxruntime"},
+            "tolerance": {"atol": 1e-4, "rtol": 1e-3},
+        },
+        output=tmp_path / "report.json",
+        workdir=tmp_path / "work",
+        log=logging.getLogger("test"),
+        recipe_dir=tmp_path,
+        cache_dir=tmp_path,
+    )
+    with pytest.raises(ParityError) as info:
+        STEP.run(ctx)
+    text = info.value.render()
+    assert "fails at another size of a dynamic axis (x dim 0: 2 -> 3)" in text, text
+    assert "static_shapes: true" in text

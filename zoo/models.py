@@ -34,10 +34,12 @@ TARGETS: dict[str, dict[str, Any]] = {
     "onnx-fp16": {"format": "onnx", "precision": "fp16"},
     "onnx-int8": {"format": "onnx", "precision": "int8", "quantize": {"mode": "dynamic"}},
     "openvino-fp16": {"format": "openvino", "precision": "fp16"},
-    "tflite": {"format": "tflite", "precision": "fp32"},
-    "coreml-fp16": {"format": "coreml", "precision": "fp16"},
+    # onnx2tf and coremltools fix every dynamic axis on many of these graphs (their
+    # static-shape retries): declared, as the dynamic-shape contract asks; the lock says so
+    "tflite": {"format": "tflite", "precision": "fp32", "static_shapes": True},
+    "coreml-fp16": {"format": "coreml", "precision": "fp16", "static_shapes": True},
     "torchscript": {"format": "torchscript", "method": "trace"},
-    "savedmodel": {"format": "savedmodel"},
+    "savedmodel": {"format": "savedmodel", "static_shapes": True},
     # needs an NVIDIA GPU and TensorRT: elsewhere a plan-time refusal naming both (exit 2)
     "tensorrt-fp16": {"format": "tensorrt", "precision": "fp16"},
 }
