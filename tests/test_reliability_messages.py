@@ -4,6 +4,7 @@ checkpoint symlink loop (issue 11, items 9 and 13), and `clean` that cleans what
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,26 @@ def test_clean_removes_what_it_published_and_names_what_it_did_not(tiny_cnn: Pat
     assert "removed 1 published target(s)" in r.stdout
     assert "onnx" in r.stderr and "Traceback" not in r.stderr
     assert (dist / "onnx").is_dir() and not (dist / "torchscript").exists()
+
+
+@pytest.mark.parametrize(
+    ("array", "says"),
+    [
+        ((2, 3, 32), "3 axes; the recipe declares 4"),
+        ((2, 3, 16, 16), "axis 2 is fixed at 32"),
+        ((2, 3, 32, 32, "text"), "does not convert to float32"),
+    ],
+    ids=["rank", "fixed-axis", "strings"],
+)
+def test_a_data_file_of_the_wrong_shape_is_bad_input(
+    tiny_cnn: Path, array: tuple[Any, ...], says: str
+) -> None:
+    import numpy as np
+
+    text = array[-1] == "text"
+    shape = array[:-1] if text else array
+    values = np.full(shape, "x") if text else np.zeros(shape, np.float32)
+    np.savez(tiny_cnn / "data" / "wrong.npz", images=values)
+    write_recipe(tiny_cnn, TS, verify={"data": "data/wrong.npz"})
+    r = run_cli(["build"], tiny_cnn, check=2)
+    assert says in first_error(r.stdout + r.stderr)

@@ -146,3 +146,20 @@ def test_a_zombie_workers_scratch_is_swept_by_builds_verify_and_gc(
 def test_gc_size_that_is_not_a_size_is_a_usage_error(tiny_cnn: Path, size: str) -> None:
     r = run_cli(["cache", "gc", f"--max-size={size}"], tiny_cnn, check=2)
     assert "Traceback" not in r.stderr and "--max-size" in r.stderr
+
+
+def test_a_killed_publishers_old_folder_is_swept(tiny_cnn: Path) -> None:
+    write_recipe(tiny_cnn, {"torchscript": {"format": "torchscript"}})
+    build_json(tiny_cnn)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
+    stray = tiny_cnn / "dist" / f".torchscript.old-{dead}-abc123"
+    (stray / "model.pt").parent.mkdir(parents=True)
+    (stray / "model.pt").write_bytes(b"old")
+    build_json(tiny_cnn, "--force")  # the artifact is unchanged: nothing is republished
+    assert not stray.exists()
+    assert [p.name for p in (tiny_cnn / "dist").iterdir()] == ["torchscript"]

@@ -54,6 +54,7 @@ CASES = [
         "GiB; at most 2 GiB",  # refused before anything allocates 224 GiB
         0,
     ),
+    ("axis-sizes", "{0: batch}", "{0: batch, 1: batch}", "axes of one name always have", 0),
     ("scalar-axes", "shape: [1, 3, 32, 32]", "shape: []", "does not exist in shape []", 0),
 ]
 

@@ -109,15 +109,44 @@ def from_data(
             f"(it has: {', '.join(sorted(data))})",
             hint="save it with np.savez(path, **{input_name: array})",
         )
-    full = {
-        n: np.asarray(data[n]).astype(np_dtype(s.get("dtype", "float32")))
-        for n, s in zip(names, specs, strict=False)
-    }
+    full = {n: _as_declared(n, s, data[n]) for n, s in zip(names, specs, strict=False)}
     sets = [full]
     batch_dynamic = all("0" in (s.get("dynamic") or {}) for s in specs)
     if batch_dynamic and all(a.shape[0] > 1 for a in full.values()):
         sets.append({n: a[:1] for n, a in full.items()})
     return sets
+
+
+def _as_declared(name: str, spec: dict[str, Any], array: Any) -> NDArray[Any]:
+    """``array`` in the input's dtype; a rank, a fixed size (past the batch axis, which the
+    gate slices) or values that do not fit the declaration are the user's to fix."""
+    from modelbuild.errors import SourceError
+
+    a = np.asarray(array)
+    shape = list(spec["shape"])
+    dynamic = {int(k) for k in spec.get("dynamic") or {}}
+    hint = f"save arrays of the declared shape {shape} (dynamic axes: {sorted(dynamic)})"
+    if a.ndim != len(shape):
+        raise SourceError(
+            f"the data file's array for input {name} has shape {list(a.shape)}, "
+            f"{a.ndim} axes; the recipe declares {len(shape)} ({shape})",
+            hint=hint,
+        )
+    fixed = [i for i in range(1, len(shape)) if i not in dynamic and a.shape[i] != shape[i]]
+    if fixed:
+        raise SourceError(
+            f"the data file's array for input {name} has shape {list(a.shape)}; axis "
+            f"{fixed[0]} is fixed at {shape[fixed[0]]} in the recipe",
+            hint=hint + ", or mark that axis `dynamic`",
+        )
+    try:
+        return a.astype(np_dtype(spec.get("dtype", "float32")))
+    except (ValueError, TypeError) as exc:
+        raise SourceError(
+            f"the data file's array for input {name} ({a.dtype}) does not convert to "
+            f"{spec.get('dtype', 'float32')}: {exc}",
+            hint=hint,
+        ) from None
 
 
 def save_sets(path: Path, sets: list[dict[str, NDArray[Any]]]) -> None:

@@ -245,8 +245,9 @@ def _check_semantics(r: Recipe) -> None:
             ("source", "model"), f"{src.framework} sources need `model: PATH` to the model file"
         )
     _check_names(r)
+    sizes: dict[str, tuple[int, str]] = {}  # symbolic axis name → (declared size, where)
     for name, spec in r.inputs.items():
-        for axis in spec.dynamic:
+        for axis, symbol in spec.dynamic.items():
             if int(axis) >= len(spec.shape):
                 raise r.error(
                     ("inputs", name, "dynamic", axis),
@@ -254,6 +255,14 @@ def _check_semantics(r: Recipe) -> None:
                     hint=f"axes are 0..{len(spec.shape) - 1}"
                     if spec.shape
                     else "a scalar input (shape []) has no axes: remove `dynamic`",
+                )
+            size, where = sizes.setdefault(symbol, (spec.shape[int(axis)], f"{name}[{axis}]"))
+            if size != spec.shape[int(axis)]:
+                raise r.error(
+                    ("inputs", name, "dynamic", axis),
+                    f"axis '{symbol}' is {spec.shape[int(axis)]} here but {size} at {where}: "
+                    "axes of one name always have one size",
+                    hint="give the two axes the same size, or different names",
                 )
         _check_input_size(r, name, spec)
         if spec.range is not None and spec.range[0] > spec.range[1]:

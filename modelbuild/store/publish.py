@@ -67,13 +67,13 @@ def publish(
     ``place``); skip if it is already there."""
     refuse_unowned(dest_dir, name)
     final = dest_dir / name
+    _sweep_stale(dest_dir)  # a killed build's .NAME.old-PID-*, also when nothing changes
     if final.exists() and same_bytes(cache, final, rec):
         if not (dest_dir / MARKER).is_file():
             _write_marker(dest_dir, dest_dir.name, name, rec, recipe)
         return final
     src = cache.materialize(rec)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(dest_dir)
     tmp = dest_dir.parent / f".{dest_dir.name}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
     tmp.mkdir()
     try:
