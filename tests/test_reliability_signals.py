@@ -121,3 +121,25 @@ def test_a_native_crash_is_reported_with_the_signal_name(tmp_path: Path) -> None
     text = r.error.render()
     assert "killed by SIGSEGV" in text and "None" not in text, text
     assert [d.name for d in (cache / "tmp").iterdir()] == []  # its scratch was swept
+
+
+def test_steps_litter_a_private_tmpdir_that_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tmp = tmp_path / "user-tmp"
+    user_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(user_tmp))  # what the workers inherit
+    register("fake_litter", "tests.step_litter")
+    actions = {"litter": Action("litter", "fake_litter", {}, {}, ["litter"])}
+    _assign_ids(actions)
+    targets = {"litter": TargetPlan("litter", "fake", "fp32", "litter", None, "out.txt")}
+    recipe = types.SimpleNamespace(path=tmp_path / "model.build.yaml", dir=tmp_path)
+    plan = Plan(recipe, actions, targets, {})  # type: ignore[arg-type]
+    cache = tmp_path / "cache"
+    [r] = Engine(plan, Cache(cache), jobs=1).run(["litter"])
+    assert r.status == "built", r.error
+    assert r.output is not None
+    used = Path(Cache(cache).object_path(r.output.digest).read_text())
+    assert used.parent == cache / "tmp" and used.name.startswith("tmpdir-")
+    assert list(user_tmp.iterdir()) == []
+    assert [d.name for d in (cache / "tmp").iterdir()] == []
