@@ -64,6 +64,10 @@ def test_first_passing_publishes_the_first_candidate_that_passes(tiny_cnn: Path)
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
     again = build_json(tiny_cnn)
     assert again["ok"] and _lock(tiny_cnn)["best"]["choice"] == choice
+    # the lock's chosen candidate is what `plan --check` and `build --locked` compare with
+    check = run_cli(["plan", "--check"], tiny_cnn)
+    assert "model.build.lock is up to date" in check.stdout
+    assert build_json(tiny_cnn, "--locked", "--force")["ok"]
 
 
 def test_when_int8_passes_it_is_chosen(tiny_cnn: Path) -> None:

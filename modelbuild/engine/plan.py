@@ -379,7 +379,12 @@ def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
         targets[name] = TargetPlan(
             name, t.format, t.precision, art, ver, get_step(pl.actions[art].step).output
         )
-    chosen, rejected = settle_candidates(choices, names, targets, errors)
+    locked: dict[str, Any] = {}
+    if choices:
+        from modelbuild.store.lockfile import read_lock
+
+        locked = read_lock(recipe).get("targets", {})
+    chosen, rejected = settle_candidates(choices, names, targets, errors, locked)
     _assign_ids(pl.actions)
     return Plan(recipe, pl.actions, targets, errors, chosen, rejected)
 

@@ -108,17 +108,26 @@ def variants(recipe: Any, names: list[str], choices: dict[str, Choice]) -> list[
 
 
 def settle_candidates(
-    choices: dict[str, Choice], names: list[str], targets: dict[str, Any], errors: dict[str, Any]
+    choices: dict[str, Choice],
+    names: list[str],
+    targets: dict[str, Any],
+    errors: dict[str, Any],
+    locked: dict[str, Any],
 ) -> tuple[dict[str, Choice], dict[str, Any]]:
     """After planning: the choices asked for, and the candidates that cannot be planned
     (moved out of ``errors``: a rejected candidate is not an error of the build). Until the
-    build chooses, a choice target stands for its first plannable candidate."""
+    build chooses, a choice target stands for the candidate the lock says was chosen
+    (``locked``: the lock's targets; `plan --check` and `build --locked` compare with it),
+    else its first plannable one."""
     from modelbuild.errors import PlanError
 
     chosen = {n: c for n, c in choices.items() if n in names}
     rejected = {n: errors.pop(n) for n in [n for n in errors if SEP in n]}
     for name, c in chosen.items():
-        first = next((targets[n] for n in c.candidates if n in targets), None)
+        entry = locked.get(name) if isinstance(locked.get(name), dict) else {}
+        was = ((entry or {}).get("choice") or {}).get("chosen")
+        order = [c.candidate(was)] if was in c.precisions else []
+        first = next((targets[n] for n in order + c.candidates if n in targets), None)
         if first is not None:
             targets[name] = replace(first, name=name)
         else:
