@@ -130,3 +130,17 @@ def test_recipes_lists_the_installed_pack(packed: Path) -> None:
     text = run_cli(["recipes"], packed).stdout
     assert "recipe:acme/cpu" in text and "[acme-recipes 1.2.0]" in text
     assert run_cli(["recipes", "show", "acme/cpu"], packed).stdout == PACK_RECIPE
+
+
+def test_a_broken_pack_is_named_and_hides_no_other(packed: Path) -> None:
+    site = packed.parent / "site"
+    info = site / "broken_pack-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-pack\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[modelbuild.recipes]\nbroken = no_such_module\n")
+    out = json.loads(run_cli(["recipes", "--json"], packed).stdout)
+    assert any(r["extends"] == "recipe:acme/cpu" for r in out["recipes"])
+    assert out["problems"] == ["recipe pack 'broken' (no_such_module): no module no_such_module"]
+    set_extends(packed, "recipe:broken/x")
+    proc = run_cli(["validate"], packed, check=2)
+    assert "recipe pack 'broken' does not load: no_such_module" in proc.stderr
