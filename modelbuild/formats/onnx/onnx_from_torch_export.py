@@ -181,9 +181,20 @@ def _ident(name: str) -> str:
     return out if out and not out[0].isdigit() else f"d_{out}"
 
 
-def _first(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else repr(exc))[:400]
+def _first(exc: BaseException) -> str:
+    """The first line, and the cause's: the exporter wraps torch.export's own error
+    ("Failed to export the model with torch.export. This is step 1/3 ...")."""
+    import re
+
+    def line(e: BaseException) -> str:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+        return text.splitlines()[0] if text else type(e).__name__
+
+    out = line(exc)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        out += f" ({type(cause).__name__}: {line(cause)})"
+    return out[:600]
 
 
 STEP = OnnxFromTorchExport()
