@@ -163,3 +163,47 @@ def test_a_killed_publishers_old_folder_is_swept(tiny_cnn: Path) -> None:
     build_json(tiny_cnn, "--force")  # the artifact is unchanged: nothing is republished
     assert not stray.exists()
     assert [p.name for p in (tiny_cnn / "dist").iterdir()] == ["torchscript"]
+
+
+def _can_drop_root() -> bool:
+    try:
+        r = subprocess.run(["unshare", "-U", "--map-user=1000", "true"], timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(not _can_drop_root(), reason="needs `unshare -U` (user namespaces)")
+def test_an_unreadable_object_is_one_line_in_build_and_verify_keeps_it(
+    tiny_cnn: Path, cache_dir: Path
+) -> None:
+    """In a user namespace the files are ours but we hold no CAP_DAC_OVERRIDE, so a
+    mode-000 object gives a real EACCES (as root, chmod stops nothing)."""
+    write_recipe(tiny_cnn, {"torchscript": {"format": "torchscript"}})
+    res = build_json(tiny_cnn)
+    digest = res["targets"]["torchscript"]["digest"]
+    obj = cache_dir / "objects" / digest[:2] / digest
+    obj.chmod(0)
+    subprocess.run(["rm", "-rf", str(tiny_cnn / "dist")], check=True)
+    mb = f"{sys.executable} -m modelbuild"
+    r = subprocess.run(
+        [
+            "unshare",
+            "-U",
+            "--map-user=1000",
+            "sh",
+            "-c",
+            f"{mb} build; echo rc=$?; {mb} cache verify; echo rc=$?",
+        ],
+        cwd=tiny_cnn,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out, out[-3000:]
+    assert f"error: permission denied: {obj}" in out and "chmod u+rw" in out
+    assert f"unreadable {obj}: kept it" in out
+    assert r.stdout.count("rc=") == 2 and "rc=2" in r.stdout and "rc=1" in r.stdout
+    assert obj.exists()
+    obj.chmod(0o444)
