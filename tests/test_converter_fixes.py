@@ -98,6 +98,7 @@ tflite_only = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @tflite_only
 def test_tflite_converts_a_grouped_convolution(tmp_path: Path, cache_dir: Path) -> None:
     inp = {"shape": [2, 8, 20], "range": [-1.0, 1.0], "dynamic": {"0": "batch"}}

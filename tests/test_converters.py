@@ -83,6 +83,7 @@ def _lock(folder: Path, target: str) -> dict[str, Any]:
     return dict(json.loads((folder / "model.build.lock").read_text())["targets"][target])
 
 
+@pytest.mark.slow
 def test_dynamo_converter_builds_verifies_and_is_recorded(tmp_path: Path, cache_dir: Path) -> None:
     folder = _recipe(tmp_path / "mlp", "Mlp", {"onnx": {"format": "onnx", "converter": "dynamo"}})
     result = build_json(folder, "-j", "1")
@@ -94,6 +95,7 @@ def test_dynamo_converter_builds_verifies_and_is_recorded(tmp_path: Path, cache_
     assert lock["parity"]["sets_checked"] == 4  # both sizes of the dynamic batch
 
 
+@pytest.mark.slow
 def test_auto_rejects_the_exporter_that_fails_and_says_why(tmp_path: Path, cache_dir: Path) -> None:
     targets = {"onnx": {"format": "onnx", "converter": "auto"}}
     folder = _recipe(tmp_path / "lcse", "LogCumSumExp", targets)
@@ -107,6 +109,7 @@ def test_auto_rejects_the_exporter_that_fails_and_says_why(tmp_path: Path, cache
     assert "converter auto chose dynamo" in said and "torchscript was rejected" in said, said
 
 
+@pytest.mark.slow
 def test_auto_takes_the_first_exporter_that_passes(tmp_path: Path, cache_dir: Path) -> None:
     folder = _recipe(tmp_path / "mlp", "Mlp", {"onnx": {"format": "onnx", "converter": "auto"}})
     result = build_json(folder, "-j", "1")
@@ -115,6 +118,7 @@ def test_auto_takes_the_first_exporter_that_passes(tmp_path: Path, cache_dir: Pa
     assert lock["converter"] == "torchscript" and lock.get("rejected", []) == [], lock
 
 
+@pytest.mark.slow
 def test_auto_fails_naming_every_rejected_exporter(tmp_path: Path, cache_dir: Path) -> None:
     folder = _recipe(
         tmp_path / "erfinv", "ErfInv", {"onnx": {"format": "onnx", "converter": "auto"}}
