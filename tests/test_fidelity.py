@@ -329,6 +329,7 @@ def test_tflite_without_flex_retries_from_a_static_graph_with_pseudo_erf(
     assert any("static-shape graph" in n for n in lock["notices"]), lock
 
 
+@pytest.mark.slow
 @tflite_only
 def test_a_converter_that_froze_a_dynamic_axis_fails_the_gate_naming_it(
     tmp_path: Path, cache_dir: Path
