@@ -9,7 +9,7 @@ from modelbuild.step import Step, StepContext
 
 class OnnxSimplify(Step):
     name = "onnx_simplify"
-    version = 1
+    version = 2
     tools = ("onnx", "onnxsim", "onnxruntime")
     output = "model.onnx"
 
@@ -38,8 +38,34 @@ class OnnxSimplify(Step):
                 "onnxsim could not validate the simplified model",
                 hint="set `simplify: false` on the target",
             )
+        fixed = fix_fused_pads(simplified)
         save(simplified, ctx.output)
-        return {"nodes_before": before, "nodes_after": len(simplified.graph.node)}
+        out: dict[str, Any] = {"nodes_before": before, "nodes_after": len(simplified.graph.node)}
+        if fixed:
+            out["notices"] = [
+                f"onnxsim fused a Pad into {len(fixed)} node(s) that kept auto_pad=VALID "
+                f"({', '.join(fixed[:3])}{', ...' if len(fixed) > 3 else ''}); auto_pad "
+                "removed so their explicit pads apply (ONNX forbids both, onnxruntime refuses)"
+            ]
+        return out
+
+
+def fix_fused_pads(model: Any) -> list[str]:
+    """Drop ``auto_pad=VALID`` from nodes that also carry ``pads``; the names of those nodes.
+
+    torch exports ``padding="valid"`` as ``auto_pad=VALID`` (no padding); onnxsim then fuses a
+    preceding ``Pad`` into ``pads`` and keeps ``auto_pad``. VALID means "no implicit padding",
+    so the fused explicit pads are the model's padding and ``auto_pad`` goes.
+    """
+    fixed: list[str] = []
+    for node in model.graph.node:
+        names = {a.name: a for a in node.attribute}
+        auto_pad, pads = names.get("auto_pad"), names.get("pads")
+        if auto_pad is None or pads is None or auto_pad.s not in (b"VALID", b"NOTSET"):
+            continue
+        node.attribute.remove(auto_pad)
+        fixed.append(node.name or node.op_type)
+    return fixed
 
 
 def _link_tree(src: Any, dst: Any) -> None:
