@@ -53,6 +53,26 @@ def test_two_recipes_in_one_folder_keep_their_own_lockfiles_and_outputs(
     assert (folder / "dist" / "b" / "ts" / "model.pt").is_file()
 
 
+def test_a_target_folder_that_is_another_recipes_output_is_refused(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """model.build.yaml's target `a` would publish to dist/a, a.build.yaml's output folder:
+    both recipes refuse at load time (exit 2), naming the other, and nothing is written."""
+    folder = make_model(tmp_path / "repo")
+    (folder / "model.build.yaml").write_text(TS.format(name="m", target="a"))
+    (folder / "a.build.yaml").write_text(TS.format(name="a", target="ts"))
+    for recipe, other in (
+        ("model.build.yaml", "a.build.yaml"),
+        ("a.build.yaml", "model.build.yaml"),
+    ):
+        proc = run_cli(["build", "-f", recipe], folder, check=2)
+        assert other in proc.stderr and "output_dir" in proc.stderr, proc.stderr
+    assert not (folder / "dist").exists()
+    (folder / "a.build.yaml").write_text(TS.format(name="a", target="ts") + "output_dir: out-a\n")
+    run_cli(["build", "-f", "a.build.yaml"], folder)  # elsewhere: no overlap
+    assert (folder / "out-a" / "ts" / "model.pt").is_file()
+
+
 def test_scripted_torchscript_is_the_same_from_two_checkouts(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -14,7 +14,7 @@ from typing import Any, cast
 from modelbuild.errors import RecipeError
 from modelbuild.params import from_mapping
 from modelbuild.recipe.model import InputSpec, Source, Verify
-from modelbuild.recipe.paths import RECIPE_FILENAME, find_recipe, repo_root  # noqa: F401 (re-exported)
+from modelbuild.recipe.paths import RECIPE_FILENAME, find_recipe, output_dir, repo_root  # noqa: F401 (re-exported)
 from modelbuild.recipe.yamlread import KeyPath, Position, load_yaml
 from modelbuild.recipe.yamlread import format_path as format_path  # re-exported
 
@@ -223,7 +223,7 @@ def _typed(rpath: Path, data: dict[str, Any], positions: dict[KeyPath, Position]
         opset=int(data.get("opset", 17)),
         verify=from_mapping(Verify, data.get("verify", {})),
         targets=targets,
-        output_dir=str(data.get("output_dir", "dist")),
+        output_dir=output_dir(rpath, data),  # dist, or dist/NAME for NAME.build.yaml
         allow_outside_repo=bool(data.get("allow_outside_repo", False)),
     )
     _check_semantics(recipe)

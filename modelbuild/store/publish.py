@@ -224,13 +224,15 @@ def output_dir_problem(
     Checked when a recipe is loaded (exit 2 before anything runs): an output folder
     inside ``.git``; a target folder that holds (or is) one of the recipe's sources or
     the recipe itself; in the recipe's own folder, a target name that is an existing
-    folder modelbuild did not publish.
+    folder modelbuild did not publish; a target folder that overlaps one of another recipe
+    in the same folder.
     """
     here = recipe_path.parent.resolve()
     out = (here / output_dir).resolve()
     if ".git" in out.parts:
         return f"output_dir {output_dir!r} is inside a git repository's .git folder ({out})"
     guarded = [recipe_path.resolve(), *(s.resolve() for s in sources)]
+    siblings = _sibling_outputs(recipe_path)
     for t in targets:
         folder = out / t
         for g in guarded:
@@ -244,4 +246,38 @@ def output_dir_problem(
                 f"target {t!r} would be published to {folder}, an existing folder "
                 "modelbuild did not create"
             )
+        for other, other_folders in siblings:
+            for theirs in other_folders:
+                if folder == theirs or theirs in folder.parents or folder in theirs.parents:
+                    return (
+                        f"target {t!r} would be published to {folder}, which overlaps "
+                        f"{other.name}'s {theirs}"
+                    )
     return None
+
+
+def _sibling_outputs(recipe_path: Path) -> list[tuple[Path, list[Path]]]:
+    """The other recipes in the recipe's folder, each with the folders its targets publish
+    to (``model.build.yaml``'s target ``a`` and ``a.build.yaml``'s ``dist/a`` overlap)."""
+    from modelbuild.recipe.paths import output_dir
+
+    here = recipe_path.parent.resolve()
+    found: list[tuple[Path, list[Path]]] = []
+    for other in sorted(here.glob("*.build.y*ml")):
+        if other.resolve() == recipe_path.resolve():
+            continue
+        data: dict[str, object] = {}
+        try:
+            import yaml
+
+            loaded = yaml.safe_load(other.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                data = loaded
+        except Exception:  # a broken sibling is its own build's error; its default applies
+            pass
+        given = data.get("output_dir")
+        out = here / output_dir(other, {"output_dir": given} if isinstance(given, str) else {})
+        targets = data.get("targets")
+        names = [n for n in targets if isinstance(n, str)] if isinstance(targets, dict) else []
+        found.append((other, [(out / n).resolve() for n in names]))
+    return found
