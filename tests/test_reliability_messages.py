@@ -92,3 +92,35 @@ def test_a_data_file_of_the_wrong_shape_is_bad_input(
     write_recipe(tiny_cnn, TS, verify={"data": "data/wrong.npz"})
     r = run_cli(["build"], tiny_cnn, check=2)
     assert says in first_error(r.stdout + r.stderr)
+
+
+OOM_MODEL = """
+import torch
+
+
+class Greedy(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.empty(10**13).sum()  # 40 TB: the allocator refuses
+"""
+
+OOM_RECIPE = """modelbuild: 1
+name: greedy
+source: {framework: pytorch, model: "greedy:Greedy", code: [greedy.py]}
+inputs: {x: {shape: [1, 4]}}
+outputs: [y]
+targets:
+  torchscript: {format: torchscript}
+"""
+
+
+def test_out_of_memory_in_forward_says_so(tmp_path: Path, cache_dir: Path) -> None:
+    """Issue 11 item 13: an allocation failure read 'the model rejected the declared inputs'."""
+    (tmp_path / "greedy.py").write_text(OOM_MODEL)
+    (tmp_path / "model.build.yaml").write_text(OOM_RECIPE)
+    proc = run_cli(["build"], tmp_path, check=None)
+    out = first_error(proc.stdout + proc.stderr)
+    assert proc.returncode != 0
+    assert "ran out of memory in forward() at the declared inputs (x: [1, 4] float32)" in out
+    assert "rejected the declared inputs" not in out
+    assert "smaller `inputs`" in out
+    assert not (tmp_path / "dist").exists()

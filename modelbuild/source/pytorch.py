@@ -208,12 +208,29 @@ def flatten_outputs(out: Any) -> list[NDArray[Any]]:
     return flat
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """An allocation failure (torch's, or Python's MemoryError), not a rejection."""
+    import torch
+
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or ("can't allocate memory" in text and "bytes" in text)
+
+
 def check_forward(model: Any, arrays: dict[str, NDArray[Any]], names: list[str]) -> None:
     """Run the model once on example inputs; a rejection is a bad recipe, not a crash."""
     try:
         run_torch(model, arrays, names)
     except Exception as exc:
         shapes = ", ".join(f"{n}: {list(a.shape)} {a.dtype}" for n, a in arrays.items())
+        if out_of_memory(exc):
+            raise SourceError(
+                f"the model ran out of memory in forward() at the declared inputs ({shapes}): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                hint="declare smaller `inputs` shapes (the check and export run at them), "
+                "or build on a machine with more memory",
+            ) from None
         raise SourceError(
             f"the model rejected the declared inputs ({shapes}): "
             f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
