@@ -137,3 +137,14 @@ def test_build_without_the_ml_extra_names_the_install_command(
     proc = light(["build", "onnx"], example, tmp_path / "cache")
     assert proc.returncode == 2
     assert "pip install 'modelbuild[ml]'" in proc.stderr
+
+
+def test_inspect_without_the_ml_extra_names_the_install_command(tmp_path: Path) -> None:
+    """Inspecting an ONNX file needs onnx: without it, one line naming the extra, exit 2."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\x08\x07")  # never read: onnx is missing
+    proc = light(["inspect", str(model)], tmp_path, tmp_path / "cache")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "the onnx (needed to inspect" in proc.stderr
+    assert "pip install 'modelbuild[ml]'" in proc.stderr

@@ -32,7 +32,17 @@ def add_parser(sub: Any, recipe_arg: Callable[[argparse.ArgumentParser], None]) 
 def run(args: Any) -> int:
     from modelbuild.formats.inspect import inspect_path, to_json_text
 
-    info = inspect_path(args.path, args.format)
+    try:
+        info = inspect_path(args.path, args.format)
+    except ModuleNotFoundError as exc:  # the light core: the format's toolchain is an extra
+        from modelbuild.engine.extras import ML_EXTRA, ML_MODULES
+        from modelbuild.errors import MissingToolchainError
+
+        top = (exc.name or "").split(".")[0]
+        if not top:
+            raise
+        extra = ML_EXTRA if top in ML_MODULES.values() else "all"
+        raise MissingToolchainError(f"{top} (needed to inspect {args.path})", extra) from None
     if args.json:
         print(to_json_text(info))
     else:
