@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelbuild.engine.contracts import check_params, tolerance_for  # noqa: F401 (re-exported)
 from modelbuild.errors import ModelBuildError, PlanError, RecipeError
 from modelbuild.formats import format_module
 from modelbuild.params import to_mapping
@@ -313,19 +314,6 @@ class Planner:
         )
 
 
-def tolerance_for(recipe: Recipe, target: Any) -> dict[str, Any]:
-    from modelbuild.recipe.model import DEFAULT_TOLERANCES
-
-    base = to_mapping(getattr(DEFAULT_TOLERANCES, target.precision))
-    custom = (recipe.verify.tolerance or {}).get(target.precision)
-    if custom is not None:
-        base = {k: v for k, v in to_mapping(custom).items() if v is not None} or base
-    if target.verify is not None and target.verify.tolerance is not None:
-        over = {k: v for k, v in to_mapping(target.verify.tolerance).items() if v is not None}
-        base = over or base
-    return {k: v for k, v in base.items() if v is not None}
-
-
 def make_plan(recipe: Recipe, only: list[str] | None = None) -> Plan:
     """Plan every target (or ``only`` those); unplannable targets land in ``errors``."""
     from modelbuild.step import get_step
@@ -401,19 +389,3 @@ def _assign_ids(actions: dict[str, Action]) -> None:
             aid = base if base not in seen else f"{base}#{a.uid[:6]}"
             a.id = aid
             seen.add(aid)
-
-
-def check_params(step: str, params: dict[str, Any]) -> None:
-    """The step's typed contract: every param the planner passes is a declared field of the
-    step's ``Params`` (and converts), so a misspelt param fails here, not silently in a key."""
-    from modelbuild.params import UnknownParams, from_mapping
-    from modelbuild.step import UNKEYED_PARAMS, get_step
-
-    cls = get_step(step).Params
-    try:
-        from_mapping(cls, {k: v for k, v in params.items() if k not in UNKEYED_PARAMS})
-    except (UnknownParams, TypeError) as exc:
-        raise PlanError(
-            f"step {step} was planned with params its contract does not declare: {exc}",
-            hint="a bug in modelbuild's planner for this format: please report it",
-        ) from exc
