@@ -248,3 +248,17 @@ def test_the_cli_build_answers_from_the_fast_path_only_when_nothing_changed(
     blocks.write_text(BLOCKS.format(bias="0.25"))
     out = run_cli(["build"], folder).stdout
     assert "input import:models/blocks.py changed" in out
+
+
+def test_the_fast_paths_version_listing_agrees_with_importlib_metadata() -> None:
+    """The no-op fast path reads versions from dist-info folder names (no importlib.metadata
+    import); for every installed distribution it must read what importlib.metadata reads."""
+    from importlib import metadata
+
+    from modelbuild.engine import fastpath
+
+    names = {d.metadata["Name"] for d in metadata.distributions()}
+    assert len(names) > 50  # the whole environment, not a sample
+    for name in sorted(names):
+        assert fastpath._dist_version(name) == metadata.version(name), name
+    assert fastpath._dist_version("surely-not-installed-dist") == "not-installed"

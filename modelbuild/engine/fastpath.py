@@ -124,6 +124,13 @@ def _same_versions(recorded: Any, memo: dict[str, Any] | None = None) -> bool:
 
 
 def _dist_version(dist: str) -> str | None:
+    """The version importlib.metadata would read, from the name of the first
+    ``NAME-VERSION.dist-info`` folder on sys.path (one listing per entry, no import of
+    importlib.metadata, which costs about as much as the rest of a no-op); importlib.metadata
+    itself where the listing does not say (egg-info, zips, a dist that is not there)."""
+    found = _scanned_versions().get(_normal(dist))
+    if found is not None:
+        return found
     from importlib import metadata
 
     try:
@@ -132,6 +139,35 @@ def _dist_version(dist: str) -> str | None:
         return "not-installed"
     except Exception:  # a broken dist-info: let the full path say what it is
         return None
+
+
+_SCANNED: dict[str, str] | None = None
+
+
+def _normal(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _scanned_versions() -> dict[str, str]:
+    """normalised distribution name → version, first on sys.path wins (as for imports)."""
+    global _SCANNED
+    if _SCANNED is None:
+        found: dict[str, str] = {}
+        for entry in sys.path:
+            try:
+                names = os.listdir(entry or ".")
+            except OSError:
+                continue
+            for n in names:
+                if not n.endswith(".dist-info"):
+                    continue
+                name, sep, version = n[: -len(".dist-info")].partition("-")
+                if sep and version and _normal(name) not in found:
+                    found[_normal(name)] = version
+        _SCANNED = found
+    return _SCANNED
 
 
 def _environment(steps: dict[str, Any]) -> dict[str, Any]:
