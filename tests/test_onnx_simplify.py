@@ -59,3 +59,43 @@ def test_fix_fused_pads_leaves_same_upper_alone() -> None:
     assert [a.name for a in model.graph.node[0].attribute] == ["auto_pad"]
     assert [a.name for a in model.graph.node[1].attribute] == ["pads"]
     onnx.checker.check_node(model.graph.node[1])
+
+
+POOL_MODEL = '''
+import torch
+
+
+class WholePool(torch.nn.Module):
+    """Hugging Face EfficientNet's head: AvgPool2d with a kernel over the whole input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = torch.nn.AvgPool2d(8, ceil_mode=True)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.conv(images)).flatten(1)
+'''
+
+
+def test_a_ceil_mode_pool_over_the_whole_input_builds_and_verifies(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """onnxruntime divided by the whole 8x8 window where torch averages the 4x4 input:
+    the ONNX file was 4x too small and failed the gate (EfficientNet in the zoo)."""
+    (tmp_path / "wholepool.py").write_text(POOL_MODEL)
+    recipe = (
+        RECIPE.replace("padvalid:PadValid", "wholepool:WholePool")
+        .replace("padvalid.py", "wholepool.py")
+        .replace("[1, 3, 8, 8]", "[2, 3, 4, 4]")
+    )
+    (tmp_path / "model.build.yaml").write_text(recipe)
+    result = build_json(tmp_path)
+    assert statuses(result)["verify[onnx]"] in {"built", "cached"}, result
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "dist" / "onnx" / "model.onnx")).graph
+    assert [n.op_type for n in graph.node if "Pool" in n.op_type] == ["GlobalAveragePool"]
+    notices = result["targets"]["onnx"].get("notices") or []
+    lock = (tmp_path / "model.build.lock").read_text()
+    assert "GlobalAveragePool" in lock or any("GlobalAveragePool" in n for n in notices)

@@ -9,7 +9,7 @@ from modelbuild.step import Step, StepContext
 
 class OnnxSimplify(Step):
     name = "onnx_simplify"
-    version = 2
+    version = 3  # 2: fused pads; 3: whole-input pools
     tools = ("onnx", "onnxsim", "onnxruntime")
     output = "model.onnx"
 
@@ -39,15 +39,69 @@ class OnnxSimplify(Step):
                 hint="set `simplify: false` on the target",
             )
         fixed = fix_fused_pads(simplified)
+        pools = fix_whole_input_pools(simplified)
         save(simplified, ctx.output)
         out: dict[str, Any] = {"nodes_before": before, "nodes_after": len(simplified.graph.node)}
+        notices = []
         if fixed:
-            out["notices"] = [
+            notices.append(
                 f"onnxsim fused a Pad into {len(fixed)} node(s) that kept auto_pad=VALID "
-                f"({', '.join(fixed[:3])}{', ...' if len(fixed) > 3 else ''}); auto_pad "
-                "removed so their explicit pads apply (ONNX forbids both, onnxruntime refuses)"
-            ]
+                f"({_names(fixed)}); auto_pad removed so their explicit pads apply (ONNX "
+                "forbids both, onnxruntime refuses)"
+            )
+        if pools:
+            notices.append(
+                f"{len(pools)} AveragePool node(s) with ceil_mode whose window covers the whole "
+                f"input ({_names(pools)}) became GlobalAveragePool: torch averages over the "
+                "input, onnxruntime divides by the whole window"
+            )
+        if notices:
+            out["notices"] = notices
         return out
+
+
+def _names(nodes: list[str]) -> str:
+    return ", ".join(nodes[:3]) + (", ..." if len(nodes) > 3 else "")
+
+
+def fix_whole_input_pools(model: Any) -> list[str]:
+    """Replace ``AveragePool(ceil_mode=1)`` whose kernel covers the whole (static) spatial
+    input with one output per channel by ``GlobalAveragePool``; the names of those nodes.
+
+    torch (``nn.AvgPool2d(k, ceil_mode=True)`` with k >= the input, as Hugging Face
+    EfficientNet's head) divides by the part of the window inside the input: the mean.
+    onnxruntime divides by the whole window, so its result was smaller by the ratio of
+    the areas (EfficientNet's logits off by 0.2 with a cosine of 1). For such a node
+    ``GlobalAveragePool`` is torch's result exactly."""
+    import onnx
+
+    shapes: dict[str, list[int | None]] = {}
+    inferred = onnx.shape_inference.infer_shapes(model)
+    for vi in [*inferred.graph.value_info, *inferred.graph.input]:
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    fixed: list[str] = []
+    for node in model.graph.node:
+        if node.op_type != "AveragePool":
+            continue
+        a = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        spatial = shapes.get(node.input[0], [])[2:]
+        kernel = list(a.get("kernel_shape", []))
+        if (
+            not a.get("ceil_mode")
+            or any(a.get("pads", [0]))
+            or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or not spatial
+            or len(kernel) != len(spatial)
+            or any(d is None or k < d for k, d in zip(kernel, spatial, strict=True))
+        ):
+            continue
+        # kernel >= input on every axis: one window per axis (a second would start past
+        # the input, which neither torch nor ONNX allows), covering all of the input
+        del node.attribute[:]
+        node.op_type = "GlobalAveragePool"
+        fixed.append(node.name or "AveragePool")
+    return fixed
 
 
 def fix_fused_pads(model: Any) -> list[str]:
