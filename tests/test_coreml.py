@@ -27,6 +27,9 @@ IMAGE = {
     "format": "coreml",
     "precision": "fp16",
     "image": {"scale": 0.00392156862745098, "bias": [0.0]},
+    # An image input is one picture: the batch axis is fixed, so the target says so (the
+    # dynamic-shape contract refuses an artifact that froze a declared axis silently).
+    "static_shapes": True,
 }
 INT8 = {"format": "coreml", "precision": "int8", "quantize": {"weight_threshold": 0}}
 SPEC = {
