@@ -105,3 +105,19 @@ def built_example(
         write_recipe(folder, targets)
         build_json(folder, *(build or []))
         yield folder
+
+
+def save_seeded_model(folder: Path, module: str, source: str, cls: str) -> None:
+    """``folder/MODULE.py`` holding ``source``, and ``folder/model.pt``: the state dict of
+    its ``cls()`` made under seed 0 (a model saved the plain torch way)."""
+    import importlib.util
+
+    import torch
+
+    (folder / f"{module}.py").write_text(source)
+    spec = importlib.util.spec_from_file_location(module, folder / f"{module}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    torch.save(getattr(mod, cls)().state_dict(), folder / "model.pt")

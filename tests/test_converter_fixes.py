@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import build_json
+from tests.conftest import build_json, save_seeded_model
 
 MODELS = '''
 import torch
@@ -47,17 +47,10 @@ class Lstm(torch.nn.Module):
 def _recipe(
     folder: Path, model: str, inp: dict[str, Any], targets: dict[str, Any]
 ) -> dict[str, Any]:
-    import torch
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fix_models.py").write_text(MODELS)
-    spec = importlib.util.spec_from_file_location("fix_models", folder / "fix_models.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    torch.manual_seed(0)
-    torch.save(getattr(mod, model)().state_dict(), folder / "model.pt")
+    save_seeded_model(folder, "fix_models", MODELS, model)
     recipe = {
         "modelbuild": 1,
         "name": model.lower(),

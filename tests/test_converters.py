@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import build_json, run_cli
+from tests.conftest import build_json, run_cli, save_seeded_model
 
 MODELS = '''
 import torch
@@ -52,17 +52,10 @@ class Mlp(torch.nn.Module):
 
 
 def _recipe(folder: Path, model: str, targets: dict[str, Any]) -> Path:
-    import torch
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "conv_models.py").write_text(MODELS)
-    spec = importlib.util.spec_from_file_location("conv_models", folder / "conv_models.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    torch.manual_seed(0)
-    torch.save(getattr(mod, model)().state_dict(), folder / "model.pt")
+    save_seeded_model(folder, "conv_models", MODELS, model)
     recipe = {
         "modelbuild": 1,
         "name": model.lower(),

@@ -13,7 +13,7 @@ import pytest
 
 from modelbuild.errors import StepError
 from modelbuild.step import StepContext
-from tests.conftest import build_json, statuses
+from tests.conftest import build_json, save_seeded_model, statuses
 
 
 def _cast_model(path: Path) -> None:
@@ -377,19 +377,11 @@ class GroupNormAudio(torch.nn.Module):
 
 
 def _coreml_recipe(folder: Path, model: str, inp: dict[str, Any], static: bool = False) -> None:
-    import importlib.util
 
-    import torch
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cm_models.py").write_text(COREML_MODELS)
-    spec = importlib.util.spec_from_file_location("cm_models", folder / "cm_models.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    torch.manual_seed(0)
-    torch.save(getattr(mod, model)().state_dict(), folder / "model.pt")
+    save_seeded_model(folder, "cm_models", COREML_MODELS, model)
     recipe = {
         "modelbuild": 1,
         "name": "cm",
