@@ -1,32 +1,33 @@
-"""Build every zoo recipe, one target per `modelbuild build` call, and print the matrix
-model x target: verified, or failed with the one-line reason.
+"""Build every zoo recipe and print the matrix model x target: verified, or failed with
+the one-line reason.
 
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python -m zoo.run [--timeout 600]
         [--models bert,gpt2] [--targets onnx,torchscript] [--cache DIR] [--out zoo/results.json]
+        [--per-target] [-j 2]
 
-Each cell is `python -m modelbuild build -f zoo/<name>/model.build.yaml TARGET
---keep-going --json` in its own process group, cut after --timeout seconds (the whole
-group is killed, converter workers included; the cell then reads "timeout"). One build
-per target keeps a hanging converter from costing the other cells; the targets of a model
-share one cache, so the ONNX export they have in common runs once. The cache is a fresh
-temporary folder unless --cache is given, so every run measures from scratch.
-The matrix is written, after every cell, to --out (default zoo/results.json).
+By default each model is one `python -m modelbuild build -f zoo/<name>/model.build.yaml
+T1 T2 ... --keep-going --json -j 2 --step-timeout TIMEOUT`, as a user builds a plain
+recipe (zoo/run_model.py): the engine's step time limit is what keeps a hanging converter
+from costing the other targets. `--per-target` runs each cell as its own build instead
+(`... build -f RECIPE TARGET --keep-going --json`, cut after --timeout seconds: the whole
+process group is killed, converter workers included; the cell then reads "timeout").
+Either way the targets of a model share one cache, so their ONNX export runs once; the
+cache is a fresh temporary folder unless --cache is given, so every run measures from
+scratch. The matrix is written, after every model or cell, to --out (default
+zoo/results.json).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zoo.models import BY_NAME, MODELS, TARGETS, ZOO_DIR  # noqa: E402
+from zoo.run_model import run_cell, run_model  # noqa: E402
 
 REPO = ZOO_DIR.parent
 TOOLS = [
@@ -75,123 +77,6 @@ def git_head() -> str:
         ).stdout.strip()
     except Exception:
         return "unknown"
-
-
-def one_line(text: str, prefix: str = "", limit: int = 240) -> str:
-    """The gist of an error: its first line (without the action-id prefix), the next one
-    too when the first only announces it, MLIR's message without its location chain."""
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not ln.startswith(("hint:", "log:"))]
-    if not lines:
-        return ""
-    first = lines[0]
-    if prefix and first.startswith(prefix + ": "):
-        first = first[len(prefix) + 2 :]
-    if first.endswith(":") and len(lines) > 1:
-        first = f"{first} {lines[1]}"
-    loc = re.search(r"^(.*?)<unknown>:0: error: loc\(.*\)\): (.*)$", first)
-    if loc:
-        first = loc.group(1) + loc.group(2)
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
-def run_cell(recipe: Path, target: str, timeout: float, env: dict[str, str]) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelbuild",
-        "build",
-        "-f",
-        str(recipe),
-        target,
-        "--keep-going",
-        "--json",
-    ]
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except BaseException as exc:  # timeout, Ctrl-C or SIGTERM: no converter left behind
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if not isinstance(exc, subprocess.TimeoutExpired):
-            raise
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=30)
-        return {
-            "status": "timeout",
-            "step": None,
-            "reason": f"no result after {timeout:.0f} s (process group killed)",
-            "seconds": round(time.monotonic() - t0, 1),
-            "rc": None,
-        }
-    seconds = round(time.monotonic() - t0, 1)
-    try:
-        report = json.loads(stdout)
-    except json.JSONDecodeError:
-        tail = [ln for ln in stderr.splitlines() if ln.strip()]
-        return {
-            "status": "error",
-            "step": None,
-            "reason": one_line(tail[-1] if tail else f"exit code {proc.returncode}, no JSON"),
-            "seconds": seconds,
-            "rc": proc.returncode,
-        }
-    refusals = [
-        e
-        for e in report.get("errors") or []
-        if not e.get("path") or str(e["path"]).startswith(f"targets.{target}")
-    ]
-    ran = [a for a in report.get("actions", []) if a.get("status") == "failed"]
-    if refusals and not ran and proc.returncode != 0:  # refused at plan time, with its cause
-        msg = str(refusals[0].get("message", ""))
-        where = refusals[0].get("path") or ""
-        return {
-            "status": "refused",
-            "step": None,
-            "reason": one_line(msg if msg.startswith(where) else f"{where}: {msg}"),
-            "seconds": seconds,
-            "rc": proc.returncode,
-            "error": json.dumps(refusals)[:4000],
-        }
-    cell = report.get("targets", {}).get(target, {})
-    failed = [a for a in report.get("actions", []) if a.get("status") == "failed"]
-    if cell.get("verified") is True and proc.returncode == 0:
-        numeric = cell.get("numeric") is not False  # CoreML off macOS: the spec only
-        return {
-            "status": "verified" if numeric else "spec-checked",
-            "step": None,
-            "reason": "" if numeric else "numeric parity not run on this platform",
-            "seconds": seconds,
-            "rc": proc.returncode,
-            "target": cell,
-        }
-    if failed:
-        first = failed[0]  # actions come in plan order: the first failure is the cause
-        step = first.get("step")
-        error = first.get("error", "")
-        reason = one_line(error, first.get("id", ""))
-    else:
-        step, error = None, cell.get("error") or f"exit code {proc.returncode}"
-        reason = one_line(error)
-    status = "unverified" if cell.get("path") and not failed else "failed"
-    return {
-        "status": status,
-        "step": step,
-        "reason": reason,
-        "seconds": seconds,
-        "rc": proc.returncode,
-        "error": error[:4000],  # the whole message, for whoever fixes it
-        "target": cell,
-    }
 
 
 def lock_facts(recipe: Path, target: str) -> dict[str, Any]:
@@ -300,7 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m zoo.run", description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="", help="comma-separated (default: all)")
     ap.add_argument("--targets", default="", help="comma-separated (default: zoo.models.TARGETS)")
-    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per build (600)")
+    ap.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds per step, or per build (600)"
+    )
+    ap.add_argument(
+        "--per-target",
+        action="store_true",
+        help="one build per target (the default is one build per model, every target)",
+    )
+    ap.add_argument("-j", "--jobs", type=int, default=2, help="per-model builds: workers (2)")
     ap.add_argument("--cache", type=Path, help="MODELBUILD_CACHE to use (default: a fresh one)")
     ap.add_argument("--out", type=Path, default=ZOO_DIR / "results.json")
     ap.add_argument(
@@ -356,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         "finished": None,
         "git_head": git_head(),
         "timeout_s": args.timeout,
+        "mode": "one build per target"
+        if args.per_target
+        else f"one build per model, -j {args.jobs}",
         "root": str(root.relative_to(REPO) if root.is_relative_to(REPO) else root),
         "versions": versions(),
         "targets": {t: TARGETS[t] for t in targets},
@@ -369,8 +265,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             doc["results"][m.name] = {}
             (recipe.parent / "model.build.lock").unlink(missing_ok=True)  # no stale figures
+            together: dict[str, dict[str, Any]] = {}
+            if not args.per_target:
+                together, wall = run_model(recipe, targets, args.timeout, env, REPO, args.jobs)
+                doc.setdefault("model_seconds", {})[m.name] = wall
             for t in targets:
-                cell = run_cell(recipe, t, args.timeout, env)
+                cell = together[t] if together else run_cell(recipe, t, args.timeout, env, REPO)
                 if cell["status"] in ("verified", "spec-checked"):
                     cell.update(lock_facts(recipe, t))
                     worst = [
