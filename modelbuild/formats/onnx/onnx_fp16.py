@@ -11,13 +11,21 @@ onnxruntime before it is taken. The attempts, in order:
 2. onnxruntime's own ``onnxruntime.transformers`` float16 converter, which retypes a
    Cast's ``to`` along with its output;
 3. onnxconverter-common blocking exactly the Cast nodes to float (by node name);
-4. the same after onnxsim.
+4. the same after onnxsim;
+5. when an attempt's result crashed onnxruntime or failed to load, the nodes that make it
+   so, found by bisection: onnxconverter-common blocking the Casts to float and a set of
+   nodes, starting from every node and dropping halves, quarters, ... of it while the
+   result still loads (each candidate converted and loaded in its own child process), so
+   exactly the failing nodes stay in fp32 with Casts around them. onnxruntime 1.23 crashes
+   (SIGSEGV, in its level-3 optimizers) loading an fp16 ``Transpose`` that feeds a
+   ``MatMul``, the pattern of a batch-first (bidirectional) RNN followed by a Linear head.
 
 Whatever was applied beyond the first is said as a notice.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +39,7 @@ from modelbuild.step import Step, StepContext
 # Seconds one converter attempt may take (a tiny model takes well under one).
 ATTEMPT_SECONDS = float(os.environ.get("MODELBUILD_FP16_ATTEMPT_SECONDS", "300"))
 METHODS = ("onnxconverter-common", "onnxruntime-transformers", "block-float-casts", "simplify")
+SEARCH = "block-failing-nodes"
 NOTICES = {
     "onnxruntime-transformers": "fp16: onnxconverter-common's result does not load in "
     "onnxruntime (the Cast problem); used onnxruntime.transformers' float16 converter",
@@ -50,7 +59,7 @@ class Params:
 
 class OnnxFp16(Step):
     name = "onnx_fp16"
-    version = 3
+    version = 4
     tools = ("onnx", "onnxconverter-common", "onnxruntime", "onnxsim")
     output = "model.onnx"
     Params = Params
@@ -74,30 +83,151 @@ class OnnxFp16(Step):
                 return meta
             ctx.log.warning("fp16 via %s rejected: %s", method, why)
             rejected.append(f"{method}: {why}")
+        if any(TIMEOUT not in r for r in rejected):  # a load failure or crash, not a hang
+            found, why = _search(ctx, p.keep_io_types)
+            if found is not None:
+                ctx.log.info("fp16 attempts rejected: %s", rejected)
+                return {
+                    "keep_io_types": p.keep_io_types,
+                    "method": SEARCH,
+                    "fp32_nodes": found,
+                    "rejected": rejected,
+                    "notices": [_search_notice(ctx, found, rejected)],
+                }
+            rejected.append(f"{SEARCH}: {why}")
         raise StepError(
             "no fp16 conversion gave a model onnxruntime loads:\n  " + "\n  ".join(rejected),
             hint="build this target in fp32, or fp16 with another format (openvino)",
         )
 
 
-def _attempt(method: str, src: Path, out: Path, keep_io: bool, workdir: Path) -> str | None:
+TIMEOUT = "did not finish in"
+
+
+def _attempt(
+    method: str,
+    src: Path,
+    out: Path,
+    keep_io: bool,
+    workdir: Path,
+    nodes: list[str] | None = None,
+    seconds: float | None = None,
+) -> str | None:
     """Run one conversion in a child process under ATTEMPT_SECONDS; None when its result
-    loads in onnxruntime, else why it was rejected."""
+    loads in onnxruntime, else why it was rejected (a crash named by its signal)."""
     cmd = [sys.executable, "-m", __name__, method, str(src), str(out), str(int(keep_io))]
-    log = workdir / f"{method}.log"
+    if nodes is not None:
+        (workdir / f"{out.stem}.nodes.json").write_text(json.dumps(nodes))
+        cmd.append(str(workdir / f"{out.stem}.nodes.json"))
+    log = workdir / f"{out.stem}.log"
+    limit = ATTEMPT_SECONDS if seconds is None else max(seconds, 0.01)
     try:
         with open(log, "wb") as f:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=ATTEMPT_SECONDS)
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=limit)
     except subprocess.TimeoutExpired:
-        return f"did not finish in {ATTEMPT_SECONDS:g} s (stopped)"
+        return f"{TIMEOUT} {limit:g} s (stopped)"
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-    sys.stderr.write(log.read_text(errors="replace"))
+    if nodes is None:
+        sys.stderr.write(log.read_text(errors="replace"))
+    if rc.returncode < 0:
+        return f"crashed (exit {rc.returncode}, {_signal(-rc.returncode)}) {tail[0][:300]}".rstrip()
     if rc.returncode != 0:
         return f"failed (exit {rc.returncode}): {tail[0][:300]}"
     return None
 
 
-def _convert(method: str, src: str, out: str, keep_io: bool) -> None:
+def _signal(num: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+def _node_names(m: Any) -> None:
+    for i, n in enumerate(m.graph.node):  # the block list goes by node name
+        n.name = n.name or f"_fp16_node_{i}"
+
+
+def _search(ctx: StepContext, keep_io: bool) -> tuple[Any, str]:
+    """Nodes to keep in fp32 for a result that loads: start from all of them and drop
+    chunks (halves, then quarters, ..., single nodes) while the result still loads, so
+    that no one node of the set can go (a cut short search keeps more); each candidate
+    in its own child process, all within ATTEMPT_SECONDS. (nodes, "") or (None, why not)."""
+    import time
+
+    import onnx
+
+    from modelbuild.formats.onnx.external import onnx_file
+
+    m = onnx.load(str(onnx_file(ctx.inputs["model"])), load_external_data=False)
+    _node_names(m)
+    block = [n.name for n in m.graph.node if not _float_cast(n)]
+    deadline = time.monotonic() + ATTEMPT_SECONDS
+    probes = 0
+
+    def loads(nodes: list[str]) -> str | None:
+        nonlocal probes
+        probes += 1
+        out = ctx.workdir / f"{SEARCH}-{probes}.onnx"
+        left = deadline - time.monotonic()
+        why = _attempt(SEARCH, ctx.inputs["model"], out, keep_io, ctx.workdir, nodes, left)
+        if why is None:
+            out.replace(ctx.workdir / f"{SEARCH}.onnx")
+        return why
+
+    why = loads(block)
+    if why is not None:
+        return None, f"even with every node kept in fp32 the result {why}"
+    chunk = max(len(block) // 2, 1)
+    while block and time.monotonic() < deadline:
+        i = 0
+        while i < len(block) and time.monotonic() < deadline:
+            trial = block[:i] + block[i + chunk :]
+            if loads(trial) is None:
+                block = trial
+            else:
+                i += chunk
+        if chunk == 1:
+            break
+        chunk = max(chunk // 2, 1)
+    ctx.log.info("fp16 node search: %d probes, %d node(s) kept in fp32", probes, len(block))
+    (ctx.workdir / f"{SEARCH}.onnx").replace(ctx.output)
+    return block, ""
+
+
+def _search_notice(ctx: StepContext, nodes: list[str], rejected: list[str]) -> str:
+    import onnx
+
+    from modelbuild.formats.onnx.external import onnx_file
+
+    m = onnx.load(str(onnx_file(ctx.inputs["model"])), load_external_data=False)
+    _node_names(m)
+    ops = {n.name: n.op_type for n in m.graph.node}
+    crashed = [r.split(": ", 1)[0] for r in rejected if ": crashed" in r]
+    what = (
+        f"onnxruntime crashed loading the result of {', '.join(crashed)}"
+        if crashed
+        else "no default conversion loads in onnxruntime"
+    )
+    named = ", ".join(f"{n} ({ops.get(n, '?')})" for n in nodes[:8])
+    more = f" and {len(nodes) - 8} more" if len(nodes) > 8 else ""
+    return (
+        f"fp16: {what}; kept exactly the failing node(s) in fp32 (found by bisection, "
+        f"each candidate loaded in a child process): {named or 'none'}{more}"
+    )
+
+
+def _float_cast(n: Any) -> bool:
+    import onnx
+
+    return n.op_type == "Cast" and any(
+        a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute
+    )
+
+
+def _convert(method: str, src: str, out: str, keep_io: bool, nodes_file: str | None) -> None:
     from pathlib import Path
 
     import onnx
@@ -117,15 +247,11 @@ def _convert(method: str, src: str, out: str, keep_io: bool) -> None:
 
             m, _ok = onnxsim.simplify(m)
         nodes = None
-        if method in ("block-float-casts", "simplify"):
-            for i, n in enumerate(m.graph.node):  # the block list goes by node name
-                n.name = n.name or f"_fp16_node_{i}"
-            nodes = [
-                n.name
-                for n in m.graph.node
-                if n.op_type == "Cast"
-                and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)
-            ]
+        if method in ("block-float-casts", "simplify", SEARCH):
+            _node_names(m)
+            nodes = [n.name for n in m.graph.node if _float_cast(n)]
+        if nodes_file is not None:
+            nodes = sorted({*(nodes or []), *json.loads(Path(nodes_file).read_text())})
         m16 = float16.convert_float_to_float16(m, keep_io_types=keep_io, node_block_list=nodes)
     written = save(m16, Path(out))
     _check_loads(str(onnx_file(written)))
@@ -140,4 +266,5 @@ def _check_loads(path: str) -> None:
 STEP = OnnxFp16()
 
 if __name__ == "__main__":
-    _convert(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1")
+    nodes_arg = sys.argv[5] if len(sys.argv) > 5 else None
+    _convert(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", nodes_arg)
