@@ -19,7 +19,13 @@ Figures per verified cell: worst max abs difference, the cosine, build seconds (
 shared ONNX export is in its first target's time) and the artifact size. The whole record,
 error texts included, goes to --out (default bench/results/zoo-TIME.json). `--fast` is the
 CI subset (tests/test_zoo.py runs it): two small models, four targets, about a minute.
-The exit status is 1 when any cell is a FAILURE, else 0.
+
+After the matrix, `--recheck` (the default; `--no-recheck` skips it) runs zoo/recheck.py over
+the same folder: every published artifact re-run in a fresh process with its users' runtime
+(LiteRT without TensorFlow for .tflite) against the source model loaded the users' way, on
+the re-check's own inputs, compared with the tolerance the lock records. Its table is
+appended to the report and its record goes to the JSON under "recheck".
+The exit status is 1 when any cell is a FAILURE or the re-check disagrees, else 0.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ if str(ROOT) not in sys.path:
 for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
     os.environ.setdefault(_k, "1")
 
+from zoo import recheck as zoo_recheck  # noqa: E402
 from zoo import run as zoo_run  # noqa: E402
 from zoo.make import make  # noqa: E402
 from zoo.models import BY_NAME, MODELS, TARGETS  # noqa: E402
@@ -146,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per build (600)")
     ap.add_argument("--root", type=Path, help="write the zoo here (default: a fresh temp folder)")
     ap.add_argument("--out", type=Path, help="JSON record (default bench/results/zoo-TIME.json)")
+    ap.add_argument(
+        "--recheck",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="re-check every published artifact independently after the matrix (default on)",
+    )
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m] or (
         list(FAST_MODELS) if args.fast else [m.name for m in MODELS]
@@ -191,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
             for c in cells.values():
                 c["size"] = size_of((c.get("target") or {}).get("path"))
         text = report(doc, targets)
+        if args.recheck:  # before the folder goes: it re-runs the published artifacts
+            rec = zoo_recheck.recheck(root, models, targets, timeout=args.timeout)
+            doc["recheck"] = rec
+            text += (
+                "\n\nIndependent re-check (zoo/recheck.py: fresh processes, the users' "
+                "runtimes and loaders, its own inputs, the lock's tolerances):\n\n" + rec["table"]
+            )
         total = time.monotonic() - t0
         given = argv if argv is not None else sys.argv[1:]
         doc["bench"] = {
@@ -207,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"\n{total:.0f} s in all (writing the zoo {made:.0f} s); record: {out}")
     failures = sum(classify(c) == "FAILURE" for cs in doc["results"].values() for c in cs.values())
+    failures += (doc.get("recheck") or {}).get("failures", 0)
     return 1 if failures else 0
 
 
