@@ -6,6 +6,7 @@ and returns the result object that the CLI's ``--json`` serialises:
     load_recipe(path)           -> Recipe
     plan(recipe, targets)       -> PlanResult    (what would run, why; lock differences)
     build(recipe, targets)      -> BuildResult   (modelbuild.engine.results)
+    build_recipes(paths)        -> [BuildResult | ModelBuildError]  (one walk, one pool)
     recorded_build(path)        -> dict | None   (the no-op fast path: the last result)
     verify(recipe, targets)     -> VerifyResult  (parity figures per target and output)
     bench(recipe, targets)      -> BenchReport   (modelbuild.bench.run)
@@ -160,12 +161,7 @@ def build(
     r = _recipe(recipe)
     names = select_targets(r, targets)
     p = prepared or make_plan(r, names)
-    if p.errors and not keep_going:
-        raise next(iter(p.errors.values()))
-    from modelbuild.engine.extras import ml_installed, require_ml
-
-    if not ml_installed():  # the light core: say which extra, before anything runs
-        require_ml(plan(r, names, force=force).actions)
+    _refuse(r, p, names, keep_going=keep_going, force=force)
     lock_before: bytes | None = None
     if locked:
         pre = plan(r, names, force=force)
@@ -210,6 +206,68 @@ def build(
 
         fastpath.record(cache, p, result, list(targets or []))
     return result
+
+
+def _refuse(r: Recipe, p: Plan, names: list[str], *, keep_going: bool, force: bool) -> None:
+    """What stops a build before anything runs: an unplannable target (unless
+    ``keep_going``), a missing extra on the light core."""
+    if p.errors and not keep_going:
+        raise next(iter(p.errors.values()))
+    from modelbuild.engine.extras import ml_installed, require_ml
+
+    if not ml_installed():  # the light core: say which extra, before anything runs
+        require_ml(plan(r, names, force=force).actions)
+
+
+def build_recipes(
+    paths: list[Path],
+    targets: list[str] | None = None,
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    keep_going: bool = False,
+    step_timeout: float | None = None,
+    runner: Runner | None = None,
+) -> list[BuildResult | ModelBuildError]:
+    """Build many recipes as one walk over one pool (engine/multi.py): an action two
+    recipes share runs once, each recipe is verified, published and locked as ``build``
+    does it. One entry per path, in order: its result, or the error that stopped that
+    recipe (the others are built all the same)."""
+    from modelbuild.engine import fastpath, multi
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.engine.pool import step_timeout_for
+
+    out: list[BuildResult | ModelBuildError | None] = []
+    parts: list[tuple[int, multi.Part]] = []
+    for path in paths:
+        try:
+            r = load_recipe(path)
+            names = select_targets(r, targets)
+            p = make_plan(r, names)
+            _refuse(r, p, names, keep_going=keep_going, force=force)
+            opts: dict[str, Any] = {"jobs": jobs or os.cpu_count() or 1, "force": force}
+            opts.update(keep_going=keep_going, step_timeout=step_timeout_for(step_timeout, r.data))
+            parts.append((len(out), multi.Part(p, cache_for(r), names, opts)))
+            out.append(None)
+        except ModelBuildError as exc:
+            out.append(exc)
+    if parts:
+        own = runner is None
+        if runner is None:
+            from modelbuild.engine.runners import PoolRunner
+            from modelbuild.step import STEP_MODULES
+
+            runner = PoolRunner(jobs or os.cpu_count() or 1, STEP_MODULES, parts[0][1].cache.root)
+        try:
+            built = multi.build_all([part for _, part in parts], runner)
+        finally:
+            if own:
+                runner.close()
+        for (k, part), res in zip(parts, built, strict=True):
+            out[k] = res
+            if not isinstance(res, ModelBuildError) and res.ok and not part.plan.errors:
+                fastpath.record(part.cache, part.plan, res, list(targets or []))
+    return [x for x in out if x is not None]
 
 
 def recorded_build(

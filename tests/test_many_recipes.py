@@ -1,8 +1,9 @@
 """Many recipes in one command (issue 15.4): `build ./...` and `build -f 'GLOB'`.
 
-One pool and one cache for all of them: an action two recipes share runs once; a
-repository where nothing changed is answered by the no-op fast path for every recipe
-without importing YAML or any framework. (The time of a 100-recipe no-op is measured in
+One walk over one pool and one cache for all of them (engine/multi.py): an action two
+recipes share runs once, the recipes' actions interleave, a failing recipe leaves the
+others built; a repository where nothing changed is answered by the no-op fast path for
+every recipe without importing YAML or any framework. (The time of a 100-recipe no-op is measured in
 bench/scale.py, not asserted here.)
 """
 
@@ -46,15 +47,19 @@ def test_build_dot_dot_dot_builds_every_recipe_over_one_pool_and_shares_actions(
     code.write_text(code.read_text() + COUNTER)
     log = repo / "models.log"
     monkeypatch.setenv("MB_MODEL_LOG", str(log))
-    out = _build(repo, "./...", "-j", "1")
+    out = _build(repo, "./...", "-j", "2")
     assert out["ok"] and [Path(r["file"]).name for r in out["recipes"]] == [
         "alpha.build.yaml",
         "beta.build.yaml",
     ]
     first, second = (statuses(r) for r in out["recipes"])
-    assert first["torchscript_from_torch"] == "built" and first["reference"] == "built"
-    # one pool for both recipes: its worker built the shared source model once
-    assert len(log.read_text().split()) == 1, log.read_text()
+    # one walk, and an action both recipes need is one node: it ran for one of them (at
+    # -j 2 both could have started it at once), the other's copy waited on that run
+    for step in ("make_inputs", "reference", "torchscript_from_torch", "verify[ts]"):
+        assert sorted([first[step], second[step]]) == ["built", "cached"], (step, first, second)
+    # one pool for both recipes: no worker built the shared source model twice
+    pids = log.read_text().split()
+    assert len(pids) == len(set(pids)) <= 2, pids
     # the same source, inputs and trace settings: one action, one cache entry
     a, b = (r["targets"]["ts"]["digest"] for r in out["recipes"])
     assert a == b, "recipes sharing an action must get the same bytes"
@@ -73,6 +78,88 @@ def test_build_dot_dot_dot_builds_every_recipe_over_one_pool_and_shares_actions(
     again = _build(repo, "-f", "models/**/*.build.yaml")
     assert again["ok"] and len(again["recipes"]) == 3
     assert all(set(statuses(r).values()) == {"cached"} for r in again["recipes"][:2])
+
+
+def test_two_recipes_actions_interleave_in_one_walk(repo: Path) -> None:
+    """engine/multi: the recipes are one walk, not one after the other. The in-process
+    runner makes the order of the events both engines report deterministic: a recipe
+    after another would start nothing before the first one's last action finished."""
+    from modelbuild import api
+    from modelbuild.engine import multi
+    from modelbuild.engine.plan import make_plan
+    from modelbuild.engine.results import ActionResult, Reporter
+    from modelbuild.engine.runners import InProcessRunner
+
+    folder = repo / "models" / "tiny_cnn"
+    beta = folder / "beta.build.yaml"  # other inputs: its own make_inputs, reference, verify
+    beta.write_text(beta.read_text().replace("samples: 4", "samples: 4\n  seed: 7"))
+    events: list[tuple[str, str, str]] = []
+
+    class Log(Reporter):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def running(self, r: ActionResult) -> None:
+            events.append((self.name, "running", r.action.id))
+
+        def finished(self, r: ActionResult) -> None:
+            events.append((self.name, "finished", r.action.id))
+
+    parts = []
+    for name in ("alpha", "beta"):
+        r = api.load_recipe(folder / f"{name}.build.yaml")
+        p = make_plan(r, ["ts"])
+        parts.append(multi.Part(p, api.cache_for(r), ["ts"], {"reporter": Log(name)}))
+    alpha, beta_r = multi.build_all(parts, InProcessRunner())
+    assert not isinstance(alpha, Exception) and not isinstance(beta_r, Exception)
+    assert alpha.ok and beta_r.ok, (alpha, beta_r)
+    at = {n: [i for i, e in enumerate(events) if e[0] == n] for n in ("alpha", "beta")}
+    starts = {n: [i for i in at[n] if events[i][1] == "running"] for n in at}
+    assert min(starts["beta"]) < max(at["alpha"]) and min(starts["alpha"]) < max(at["beta"]), events
+    a, b = ({x.action.id: x.status for x in res.actions} for res in (alpha, beta_r))
+    # the export is the same action for both (one run), the rest is each recipe's own
+    assert sorted([a["torchscript_from_torch"], b["torchscript_from_torch"]]) == ["built", "cached"]
+    assert a["reference"] == b["reference"] == "built" and a["verify[ts]"] == b["verify[ts]"]
+    assert (folder / "dist-beta" / "ts" / "model.pt").is_file()
+
+
+def test_one_recipe_failing_leaves_the_others_built_published_and_locked(repo: Path) -> None:
+    folder = repo / "models" / "tiny_cnn"
+    bad = folder / "alpha.build.yaml"  # its checkpoint does not fit: the model load fails
+    bad.write_text(bad.read_text().replace("num_classes: 10", "num_classes: 7"))
+    out = _build(repo, "./...", "-j", "2", check=2)  # no --keep-going; a recipe error
+    alpha, beta = out["recipes"]
+    assert not out["ok"] and not alpha["ok"] and beta["ok"], out
+    assert "failed" in statuses(alpha).values()
+    assert "does not match the model" in json.dumps(alpha)
+    # the first recipe's failure did not stop the second: built, published, locked
+    ran = statuses(beta)  # make_inputs is the same action for both: alpha's run served it
+    assert set(ran.values()) <= {"built", "cached"} and ran["torchscript_from_torch"] == "built"
+    assert (folder / "dist-beta" / "ts" / "model.pt").is_file()
+    assert not (folder / "dist-alpha" / "ts").exists()
+    lock = json.loads((folder / "beta.build.lock").read_text())
+    assert lock["targets"]["ts"]["digest"] == beta["targets"]["ts"]["digest"]
+
+
+def test_a_no_op_over_many_recipes_is_a_no_op(repo: Path) -> None:
+    folder = repo / "models" / "tiny_cnn"
+    beta = (folder / "beta.build.yaml").read_text()
+    for name in ("gamma", "delta", "epsilon", "zeta"):
+        text = beta.replace("name: beta", f"name: {name}").replace("dist-beta", f"dist-{name}")
+        (folder / f"{name}.build.yaml").write_text(text)
+    first = _build(repo, "./...", "-j", "2")
+    assert first["ok"] and len(first["recipes"]) == 6
+    _build(repo, "./...")  # publishing linked shared objects: states re-recorded (see below)
+
+    def stamps() -> dict[str, int]:
+        files = [*repo.rglob("dist-*/**/*"), *repo.rglob("*.build.lock")]
+        files += list((repo.parent / "cache" / "actions").rglob("*.json"))
+        return {str(f): f.stat().st_mtime_ns for f in files if f.is_file()}
+
+    before = stamps()
+    proc = run_cli(["build", "./..."], repo)
+    assert "6 recipes: 6 with nothing to do, 0 built" in proc.stdout, proc.stdout
+    assert stamps() == before  # nothing run, published, locked or cached again
 
 
 def test_a_no_op_over_many_recipes_loads_no_yaml_and_no_framework(repo: Path) -> None:

@@ -3,10 +3,12 @@
 Every recipe is first asked the no-op fast path, sharing one memo (the environment's
 files are stamped and the tool versions read once for all of them), so a repository of
 recipes where nothing changed answers without loading YAML or any framework. The
-recipes with work to do are then planned and built one after the other over **one**
-worker pool (kept warm across recipes: each framework is imported, and each source
-model built, once per worker) and one cache, so an action two recipes share (the
-same source and settings) runs once and is a cache hit for the second.
+recipes with work to do are then planned and built as **one** walk (engine/multi.py)
+over one worker pool at ``-j N`` and one cache: their actions share the slots, an action
+two recipes share (the same source and settings: one key) runs once and both recipes'
+dependents wait on it, and each recipe is verified, published and locked on its own. A
+recipe that fails (to load, to plan, or to build) does not stop the others; the command
+fails with it.
 """
 
 from __future__ import annotations
@@ -77,24 +79,6 @@ def noop_results(recipes: list[Path], targets: list[str]) -> dict[Path, dict[str
     return out
 
 
-class SharedRunner:
-    """One pool for every recipe of the command: ``close`` at the end of one recipe's
-    build keeps the workers (and what they imported and built); ``shutdown`` ends them."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = inner.name
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def close(self) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        self.inner.close()
-
-
 def run(args: Any, spec: str, targets: list[str]) -> int:
     from modelbuild.errors import ModelBuildError, UsageError
 
@@ -105,36 +89,29 @@ def run(args: Any, spec: str, targets: list[str]) -> int:
         )
     recipes = find_recipes(spec, Path.cwd())
     done = {} if args.force else noop_results(recipes, targets)
+    todo = [r for r in recipes if done.get(r) is None]
+    built = iter(_build_todo(args, todo, targets))
     results: list[dict[str, Any]] = []
     codes: list[int] = []
-    todo = [r for r in recipes if done.get(r) is None]
-    runner = None
-    try:
-        for r in recipes:
-            rec = done.get(r)
-            if rec is not None:
-                results.append({"file": str(r), **rec})
-                codes.append(0)
-                continue
-            if runner is None:
-                runner = _shared_runner(args.jobs, r)
-            try:
-                out, code = _build_one(args, r, targets, runner)
-            except ModelBuildError as exc:
-                if args.json:
-                    from modelbuild.commands.errjson import failure
+    for r in recipes:
+        rec = done.get(r)
+        if rec is not None:
+            results.append({"file": str(r), **rec})
+            codes.append(0)
+            continue
+        res = next(built)
+        if isinstance(res, ModelBuildError):
+            if args.json:
+                from modelbuild.commands.errjson import failure
 
-                    out, code = {"file": str(r), **failure([exc])}, exc.exit_code
-                else:
-                    print(f"{_rel(r)}: error: {exc.render()}", file=sys.stderr)
-                    out, code = {"file": str(r), "ok": False}, exc.exit_code
-            results.append(out)
-            codes.append(code)
-            if code and not args.keep_going:
-                break
-    finally:
-        if runner is not None:
-            runner.shutdown()
+                out, code = {"file": str(r), **failure([res])}, res.exit_code
+            else:
+                print(f"{_rel(r)}: error: {res.render()}", file=sys.stderr)
+                out, code = {"file": str(r), "ok": False}, res.exit_code
+        else:
+            out, code = _shown(args, r, res)
+        results.append(out)
+        codes.append(code)
     ok = all(c == 0 for c in codes) and len(codes) == len(recipes)
     if args.json:
         print(json.dumps({"ok": ok, "recipes": results}, indent=1))
@@ -156,41 +133,31 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
-def _shared_runner(jobs: int | None, recipe: Path) -> SharedRunner:
-    from modelbuild.engine.runners import PoolRunner
-    from modelbuild.recipe.paths import repo_root
-    from modelbuild.step import STEP_MODULES
-    from modelbuild.store.cache import default_cache_dir
-
-    cache_root = default_cache_dir(repo_root(recipe.parent))
-    return SharedRunner(PoolRunner(jobs or os.cpu_count() or 1, STEP_MODULES, cache_root))
-
-
-def _build_one(
-    args: Any, path: Path, targets: list[str], runner: Any
-) -> tuple[dict[str, Any], int]:
+def _build_todo(args: Any, todo: list[Path], targets: list[str]) -> list[Any]:
+    """Every recipe with work, as one walk over one pool (api.build_recipes)."""
+    if not todo:
+        return []
     from modelbuild import api
-    from modelbuild.engine.plan import make_plan
 
-    recipe = api.load_recipe(path)
-    names = api.select_targets(recipe, targets or None)
-    plan = make_plan(recipe, names)
-    if not args.json:
-        print(f"== {_rel(path)}")
-    result = api.build(
-        recipe,
-        targets or None,
-        prepared=plan,
-        jobs=args.jobs,
-        force=args.force,
-        keep_going=args.keep_going,
-        step_timeout=args.step_timeout,
-        runner=runner,
+    return list(
+        api.build_recipes(
+            todo,
+            targets or None,
+            jobs=args.jobs,
+            force=args.force,
+            keep_going=args.keep_going,
+            step_timeout=args.step_timeout,
+        )
     )
+
+
+def _shown(args: Any, path: Path, result: Any) -> tuple[dict[str, Any], int]:
+    """One recipe's build as the command shows it (its summary), and its exit status."""
     out = {"file": str(path), **result.to_json()}
     if not args.json:
         from modelbuild.commands.main import _print_summary
 
+        print(f"== {_rel(path)}")
         _print_summary(result)
     if result.ok:
         return out, 0

@@ -14,7 +14,7 @@ from pathlib import Path
 from modelbuild.engine import keys, outcomes
 from modelbuild.engine.plan import Plan
 from modelbuild.engine.pool import DEFAULT_STEP_TIMEOUT
-from modelbuild.engine.results import BuildResult, Reporter, TargetResult
+from modelbuild.engine.results import ActionResult, BuildResult, Reporter, TargetResult
 from modelbuild.engine.runners import Runner
 from modelbuild.engine.scheduler import Engine
 from modelbuild.errors import ParityError
@@ -54,11 +54,41 @@ def build(
     step_timeout: float | None = DEFAULT_STEP_TIMEOUT,
 ) -> BuildResult:
     """Build ``targets`` of ``plan``: run, verify, publish to the output dir, write the lock."""
-    from modelbuild.store.hashing import sweep_dead_temporaries
-    from modelbuild.store.lockfile import lock_path, update_lock
+    eng = engine(
+        plan,
+        cache,
+        jobs=jobs,
+        force=force,
+        keep_going=keep_going,
+        reporter=reporter,
+        force_steps=force_steps,
+        runner=runner,
+        step_timeout=step_timeout,
+    )
+    return finish(eng, targets, eng.run(buildable(plan, targets)), on_publish)
 
-    recipe = plan.recipe
-    eng = Engine(
+
+def buildable(plan: Plan, targets: list[str]) -> list[str]:
+    """The plan's targets the walk builds for ``targets`` (precision lists: every candidate)."""
+    from modelbuild.engine import choose
+
+    return [t for t in choose.expand(plan, targets) if t in plan.targets]
+
+
+def engine(
+    plan: Plan,
+    cache: Cache,
+    *,
+    jobs: int = 1,
+    force: bool = False,
+    keep_going: bool = False,
+    reporter: Reporter | None = None,
+    force_steps: tuple[str, ...] = (),
+    runner: Runner | None = None,
+    step_timeout: float | None = DEFAULT_STEP_TIMEOUT,
+) -> Engine:
+    """The engine that walks ``plan`` (engine/multi.py walks many of them as one)."""
+    return Engine(
         plan,
         cache,
         jobs=jobs,
@@ -70,11 +100,22 @@ def build(
         runner=runner,
         step_timeout=step_timeout,
     )
-    from modelbuild.engine import choose
 
+
+def finish(
+    eng: Engine,
+    targets: list[str],
+    results: list[ActionResult],
+    on_publish: Callable[[str, str], None] | None = None,
+) -> BuildResult:
+    """After the walk: per target verify → publish → lock, and the build's result."""
+    from modelbuild.engine import choose
+    from modelbuild.store.hashing import sweep_dead_temporaries
+    from modelbuild.store.lockfile import lock_path, update_lock
+
+    plan, cache = eng.plan, eng.cache
+    recipe = plan.recipe
     wanted = choose.expand(plan, targets)  # precision lists: every candidate
-    buildable = [t for t in wanted if t in plan.targets]
-    results = eng.run(buildable)
     for r in results:  # a model load keyed again with what its code imported (engine/worker)
         found = r.meta.get("imports") or {}
         if r.status == "built" and isinstance(found.get("key"), str):
