@@ -87,7 +87,7 @@ FORMATS: dict[str, FormatRow] = {
         ),
         FormatRow(
             "openvino",
-            ("openvino_from_onnx",),
+            ("openvino_from_onnx", "openvino_from_torch", "openvino_auto"),
             "openvino",
             ("openvino",),
             extra="openvino",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,42 +47,69 @@ class OnnxFromTorchAuto(Step):
     Params = Params
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        from modelbuild.errors import ModelBuildError, StepError
-        from modelbuild.parity.inputs import load_sets
-        from modelbuild.parity.verify import numeric_gate
-
         p = self.params(ctx)
-        sets = load_sets(ctx.inputs["inputs"])
-        refs = load_sets(ctx.inputs["reference"])
-        rejected: list[dict[str, str]] = []
-        for conv in ORDER:
-            work = ctx.workdir / conv
-            work.mkdir()
+
+        def build(conv: str, work: Path) -> tuple[dict[str, Any], Path]:
             out = work / "model.onnx"
-            try:
-                meta = _export(conv, ctx, p, work, out)
-                problems = numeric_gate(out, p.inputs, sets, refs, p.tolerance)
-            except ModelBuildError as exc:
-                problems = [exc.message.splitlines()[0][:400]]
-            except Exception as exc:  # a converter's own crash rejects that converter
-                problems = [f"{type(exc).__name__}: {str(exc).splitlines()[0][:400]}"]
-            if problems:
-                why = "; ".join(problems)
-                ctx.log.warning("converter %s rejected: %s", conv, why)
-                rejected.append({"converter": conv, "why": why})
-                continue
-            shutil.move(str(out), str(ctx.output))
-            notices = list(meta.pop("notices", []))
-            notices.append(
-                f"converter auto chose {conv}"
-                + "".join(f"; {r['converter']} was rejected: {r['why']}" for r in rejected)
-            )
-            return {**meta, "converter": conv, "rejected": rejected, "notices": notices}
-        raise StepError(
-            "converter auto: every ONNX exporter was rejected: "
-            + "; ".join(f"{r['converter']}: {r['why']}" for r in rejected),
-            hint="the log has each exporter's trace; fix the model for one of them",
+            return _export(conv, ctx, p, work, out), out
+
+        hint = "the log has each exporter's trace; fix the model for one of them"
+        return first_passing(ctx, ORDER, build, p.inputs, p.tolerance, {}, "ONNX exporter", hint)
+
+
+Build = Callable[[str, Path], tuple[dict[str, Any], Path]]
+
+
+def first_passing(
+    ctx: StepContext,
+    order: tuple[str, ...],
+    build: Build,
+    specs: list[dict[str, Any]],
+    tolerance: dict[str, Any],
+    runner: dict[str, Any],
+    what: str,
+    hint: str,
+) -> dict[str, Any]:
+    """Each converter of ``order`` in its own scratch folder: ``build(converter, folder)``
+    makes the candidate (metadata, its path), checked as ``verify`` checks it (the runner
+    options, ``ctx.inputs``' input sets and reference, the tolerance); the first that passes
+    becomes ``ctx.output``. The metadata names the converter and every earlier one rejected,
+    with why; when all are rejected, one error names each."""
+    from modelbuild.errors import ModelBuildError, StepError
+    from modelbuild.parity.inputs import load_sets
+    from modelbuild.parity.verify import numeric_gate
+
+    sets = load_sets(ctx.inputs["inputs"])
+    refs = load_sets(ctx.inputs["reference"])
+    rejected: list[dict[str, str]] = []
+    for conv in order:
+        work = ctx.workdir / conv
+        work.mkdir()
+        meta: dict[str, Any] = {}
+        try:
+            meta, out = build(conv, work)
+            problems = numeric_gate(out, specs, sets, refs, tolerance, runner or None)
+        except ModelBuildError as exc:
+            problems = [exc.message.splitlines()[0][:400]]
+        except Exception as exc:  # a converter's own crash rejects that converter
+            problems = [f"{type(exc).__name__}: {str(exc).splitlines()[0][:400]}"]
+        if problems:
+            why = "; ".join(problems)
+            ctx.log.warning("converter %s rejected: %s", conv, why)
+            rejected.append({"converter": conv, "why": why})
+            continue
+        shutil.move(str(out), str(ctx.output))
+        notices = list(meta.pop("notices", []))
+        notices.append(
+            f"converter auto chose {conv}"
+            + "".join(f"; {r['converter']} was rejected: {r['why']}" for r in rejected)
         )
+        return {**meta, "converter": conv, "rejected": rejected, "notices": notices}
+    raise StepError(
+        f"converter auto: every {what} was rejected: "
+        + "; ".join(f"{r['converter']}: {r['why']}" for r in rejected),
+        hint=hint,
+    )
 
 
 def _export(conv: str, ctx: StepContext, p: Params, work: Path, out: Path) -> dict[str, Any]:

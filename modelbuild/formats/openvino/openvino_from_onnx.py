@@ -12,7 +12,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from modelbuild.params import field
 from modelbuild.step import Step, StepContext, calibration_notice, dist_version
@@ -34,7 +34,7 @@ class OpenVinoFromOnnx(Step):
     name = "openvino_from_onnx"
     cost = 0.8
     version = 2  # 2: generated node names made independent of the process (_stable_names)
-    tools = ("openvino",)
+    tools: ClassVar[tuple[str, ...]] = ("openvino",)
     output = "openvino"
     Params = Params
 
@@ -75,23 +75,32 @@ class OpenVinoFromOnnx(Step):
                 hint="an op OpenVINO lacks? another `opset` may convert (and `simplify: true`, "
                 "where the target turned it off)",
             ) from exc
-        meta: dict[str, Any] = {"precision": p.precision}
-        if p.precision == "int8":
-            model, meta["calibration"] = _quantize(ctx, p, model)
-            if "calibration" not in ctx.inputs:
-                meta["notices"] = [calibration_notice(meta["calibration"], "calibration.data")]
-        if p.precision == "bf16":
-            # The IR keeps fp32 weights (an IR stores no bf16 weights); the precision is a
-            # runtime property, recorded where OpenVINO keeps runtime options, so a serving
-            # runtime that reads it (as modelbuild's does) compiles the model in bf16.
-            model.set_rt_info(BF16_HINT, list(HINT_PATH))
-            meta["rt_info"] = {"/".join(HINT_PATH): BF16_HINT}
-        _stable_names(model)
-        ctx.output.mkdir()
-        # compress_to_fp16 defaults to True in save_model: fp32 and int8 must say False.
-        ov.save_model(model, str(ctx.output / "model.xml"), compress_to_fp16=p.precision == "fp16")
-        meta["inputs"] = {i.get_any_name(): str(i.get_partial_shape()) for i in model.inputs}
-        return meta
+        return finish_ir(ctx, p, model, ctx.output)
+
+
+def finish_ir(ctx: StepContext, p: Any, model: Any, output: Path) -> dict[str, Any]:
+    """The precision handling every converter shares, then the IR saved as ``output``/model.xml:
+    fp16 compresses the weights, bf16 records the inference hint, int8 quantizes with NNCF
+    (``p`` has this module's Params fields); the step's metadata."""
+    import openvino as ov
+
+    meta: dict[str, Any] = {"precision": p.precision}
+    if p.precision == "int8":
+        model, meta["calibration"] = _quantize(ctx, p, model)
+        if "calibration" not in ctx.inputs:
+            meta["notices"] = [calibration_notice(meta["calibration"], "calibration.data")]
+    if p.precision == "bf16":
+        # The IR keeps fp32 weights (an IR stores no bf16 weights); the precision is a
+        # runtime property, recorded where OpenVINO keeps runtime options, so a serving
+        # runtime that reads it (as modelbuild's does) compiles the model in bf16.
+        model.set_rt_info(BF16_HINT, list(HINT_PATH))
+        meta["rt_info"] = {"/".join(HINT_PATH): BF16_HINT}
+    _stable_names(model)
+    output.mkdir()
+    # compress_to_fp16 defaults to True in save_model: fp32 and int8 must say False.
+    ov.save_model(model, str(output / "model.xml"), compress_to_fp16=p.precision == "fp16")
+    meta["inputs"] = {i.get_any_name(): str(i.get_partial_shape()) for i in model.inputs}
+    return meta
 
 
 HINT_PATH = ("runtime_options", "INFERENCE_PRECISION_HINT")  # where the IR keeps the hint

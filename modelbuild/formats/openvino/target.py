@@ -1,8 +1,10 @@
 """OpenVINO IR targets (model.xml + model.bin): fp32, fp16 weights, bf16 inference, or
 int8 with NNCF.
 
-    export ─ simplify ─┬─ (the onnx targets)
-                       └─ openvino_from_onnx (fp32 | fp16 | bf16 | int8 + calibration)
+    converter: onnx     export ─ simplify ─┬─ (the onnx targets)
+                                           └─ openvino_from_onnx (fp32 | fp16 | bf16 | int8)
+    converter: torch    openvino_from_torch (openvino.convert_model on the PyTorch module)
+    converter: auto     openvino_auto (onnx, then torch: the first whose IR passes the gate)
 
 The ONNX export is the same action the ONNX targets use (one export for both).
 """
@@ -64,10 +66,24 @@ class Target(TargetBase):
         description="int8: transformer tells NNCF to keep attention-sensitive ops in "
         "floating point",
     )
+    converter: Literal["onnx", "torch", "auto"] = field(
+        "onnx",
+        description="onnx (OpenVINO's ONNX frontend on the shared ONNX export); torch "
+        "(openvino.convert_model directly on the PyTorch module, declared dynamic axes kept "
+        "dynamic); auto (onnx, then torch: the first whose IR passes the parity gate; the lock "
+        "records the choice and why earlier ones were rejected)",
+    )
 
 
 def check(recipe: Any, name: str, t: Target) -> None:
     check_precision(recipe, name, t, PRECISIONS)
+    if t.converter != "onnx" and recipe.source.framework not in ("pytorch", "lightning"):
+        raise recipe.error(
+            ("targets", name, "converter"),
+            f"converter: {t.converter} converts a PyTorch module; the source is "
+            f"framework: {recipe.source.framework}",
+            hint="remove `converter` (converter: onnx reads this source)",
+        )
     if t.precision != "int8":
         for key in ("calibration", "preset", "model_type"):
             if getattr(t, key) is not None:
@@ -80,10 +96,22 @@ def check(recipe: Any, name: str, t: Target) -> None:
 
 def plan(pl: Any, name: str, t: Target) -> Any:
     require("openvino", "OpenVINO", "openvino", f"targets.{name}.format")
-    # optimize="none": onnxruntime's offline optimizations write contrib ops OpenVINO cannot read.
-    ref = onnx_chain(pl, name, t.simplify, "none")
     params: dict[str, Any] = {"precision": t.precision}
-    inputs: dict[str, Any] = {"model": ref}
+    inputs: dict[str, Any] = {}
+    if t.converter == "onnx":
+        # optimize="none": onnxruntime's offline optimizations write contrib ops OpenVINO
+        # cannot read.
+        inputs["model"] = onnx_chain(pl, name, t.simplify, "none")
+    else:
+        params.update(pl.source_params())
+        inputs.update(pl.source_inputs())
+    if t.converter == "auto":
+        from modelbuild.engine.contracts import tolerance_for
+
+        r = pl.recipe
+        params.update(opset=r.opset, recipe_name=r.name, simplify=t.simplify)
+        params.update(tolerance=tolerance_for(r, t), runner=runner(t))
+        inputs.update(inputs=pl.verify_inputs(name), reference=pl.reference(name))
     if t.precision == "bf16":
         refuse_bf16_here(name)
     if t.precision == "int8":
@@ -98,7 +126,10 @@ def plan(pl: Any, name: str, t: Target) -> Any:
             inputs=pl.input_specs(),
             seed=pl.recipe.verify.seed + 1,
         )
-    return pl.add("openvino_from_onnx", params, inputs, name)
+    return pl.add(STEPS[t.converter], params, inputs, name)
+
+
+STEPS = {"onnx": "openvino_from_onnx", "torch": "openvino_from_torch", "auto": "openvino_auto"}
 
 
 def refuse_bf16_here(name: str) -> None:
