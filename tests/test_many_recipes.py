@@ -195,3 +195,35 @@ def test_a_failing_recipe_fails_the_command_and_names_itself(repo: Path) -> None
     bad.write_text(bad.read_text().replace("opset:", "opsett:"))
     proc = run_cli(["build", "./..."], repo, check=2)
     assert "beta.build.yaml" in proc.stderr and "opsett" in proc.stderr
+
+
+def test_sibling_recipes_are_read_once_each_and_again_when_they_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading every recipe of a folder checks each against all the others' output folders:
+    each sibling is parsed once per process (n, not n² YAML loads), and again when its
+    stat changes."""
+    import yaml
+
+    from modelbuild.store import publish
+
+    loads: list[str] = []
+    real = yaml.safe_load
+
+    def counted(text: str) -> object:
+        loads.append(text)
+        return real(text)
+
+    monkeypatch.setattr(yaml, "safe_load", counted)
+    sibling = tmp_path / "a.build.yaml"  # publishes to dist/a/<target> by default
+    sibling.write_text("targets: {ts: {format: torchscript}}\noutput_dir: out-a\n")
+    me = tmp_path / "model.build.yaml"  # its target `a` publishes to dist/a
+    me.write_text("targets: {a: {format: torchscript}}\n")
+    for _ in range(3):
+        assert publish.output_dir_problem(me, "dist", ["a"], []) is None
+    assert len(loads) == 2, loads  # the sibling and the recipe itself, once each
+    sibling.write_text("targets: {ts: {format: torchscript}}\n")  # now it is dist/a/ts
+    problem = publish.output_dir_problem(me, "dist", ["a"], [])
+    assert problem is not None and "a.build.yaml" in problem and "overlaps" in problem
+    problem = publish.output_dir_problem(me, "dist-other", ["a"], [])
+    assert problem is None

@@ -246,9 +246,11 @@ def output_dir_problem(
                 f"target {t!r} would be published to {folder}, an existing folder "
                 "modelbuild did not create"
             )
+        mine = str(folder) + os.sep
         for other, other_folders in siblings:
             for theirs in other_folders:
-                if folder == theirs or theirs in folder.parents or folder in theirs.parents:
+                # the same folder, or one inside the other (resolved paths: as strings)
+                if mine.startswith(str(theirs) + os.sep) or str(theirs).startswith(mine):
                     return (
                         f"target {t!r} would be published to {folder}, which overlaps "
                         f"{other.name}'s {theirs}"
@@ -256,28 +258,49 @@ def output_dir_problem(
     return None
 
 
+# a sibling recipe (path, stat stamp) → (its resolved path, the folders its targets publish
+# to): `build ./...` loads every recipe of a folder, each checks all the others (n²)
+_SIBLINGS: dict[tuple[str, tuple[int, ...]], tuple[Path, list[Path]]] = {}
+
+
 def _sibling_outputs(recipe_path: Path) -> list[tuple[Path, list[Path]]]:
     """The other recipes in the recipe's folder, each with the folders its targets publish
-    to (``model.build.yaml``'s target ``a`` and ``a.build.yaml``'s ``dist/a`` overlap)."""
-    from modelbuild.recipe.paths import output_dir
-
+    to (``model.build.yaml``'s target ``a`` and ``a.build.yaml``'s ``dist/a`` overlap).
+    Each sibling is read once per process while its stat stamp stays the same."""
     here = recipe_path.parent.resolve()
+    me = recipe_path.resolve()
     found: list[tuple[Path, list[Path]]] = []
     for other in sorted(here.glob("*.build.y*ml")):
-        if other.resolve() == recipe_path.resolve():
-            continue
-        data: dict[str, object] = {}
         try:
-            import yaml
-
-            loaded = yaml.safe_load(other.read_text(encoding="utf-8"))
-            if isinstance(loaded, dict):
-                data = loaded
-        except Exception:  # a broken sibling is its own build's error; its default applies
-            pass
-        given = data.get("output_dir")
-        out = here / output_dir(other, {"output_dir": given} if isinstance(given, str) else {})
-        targets = data.get("targets")
-        names = [n for n in targets if isinstance(n, str)] if isinstance(targets, dict) else []
-        found.append((other, [(out / n).resolve() for n in names]))
+            st = other.stat()
+        except OSError:
+            stamp = None
+        else:
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        known = _SIBLINGS.get((str(other), stamp)) if stamp else None
+        if known is None:
+            known = (other.resolve(), _target_folders(here, other))
+            if stamp:
+                _SIBLINGS[(str(other), stamp)] = known
+        if known[0] != me:
+            found.append((other, known[1]))
     return found
+
+
+def _target_folders(here: Path, other: Path) -> list[Path]:
+    from modelbuild.recipe.paths import output_dir
+
+    data: dict[str, object] = {}
+    try:
+        import yaml
+
+        loaded = yaml.safe_load(other.read_text(encoding="utf-8"))
+        if isinstance(loaded, dict):
+            data = loaded
+    except Exception:  # a broken sibling is its own build's error; its default applies
+        pass
+    given = data.get("output_dir")
+    out = here / output_dir(other, {"output_dir": given} if isinstance(given, str) else {})
+    targets = data.get("targets")
+    names = [n for n in targets if isinstance(n, str)] if isinstance(targets, dict) else []
+    return [(out / n).resolve() for n in names]
