@@ -79,7 +79,7 @@ FORMATS: dict[str, FormatRow] = {
         ),
         FormatRow(
             "tflite",
-            ("tflite_from_savedmodel",),
+            ("tflite_from_savedmodel", "tflite_try_onnx2tf", "tflite_from_torch"),
             "tflite",
             ("ai-edge-litert",),
             extra="tflite",

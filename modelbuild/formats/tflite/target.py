@@ -1,6 +1,14 @@
-"""TFLite targets: fp32, fp16, int8 dynamic-range and full int8, from the onnx2tf SavedModel.
+"""TFLite targets: fp32, fp16, int8 dynamic-range and full int8, from the onnx2tf SavedModel
+(the default converter), or from the PyTorch module with litert-torch.
 
-    export ─ simplify ─ savedmodel_from_onnx ─ tflite_from_savedmodel
+    onnx2tf       export ─ simplify ─ savedmodel_from_onnx ─ tflite_from_savedmodel
+    litert-torch  tflite_from_torch                      (the pinned toolchain litert)
+    auto          savedmodel_from_onnx ─ tflite_try_onnx2tf ─ tflite_from_torch (auto)
+
+auto spans two steps because the two converters cannot share an environment: onnx2tf's
+candidate is converted and gated in its own step and handed on as a verdict; the second
+step (in litert's environment) publishes it when it passed, else converts with
+litert-torch and gates that (see tflite_try_onnx2tf).
 
 Every TFLite target with the same `simplify` and `keep_nchw` (and a SavedModel
 target with them) shares one onnx2tf action. Verified on the LiteRT
@@ -81,17 +89,24 @@ class Target(TargetBase):
     converter: Literal["onnx2tf", "litert-torch", "auto"] = field(
         "onnx2tf",
         description="onnx2tf (from the shared ONNX, through a SavedModel); litert-torch "
-        "(directly from the PyTorch module) is refused: it cannot be installed beside this "
-        "toolchain; auto: onnx2tf, then litert-torch (recorded in the lock)",
+        "(directly from the PyTorch module, at the declared shapes: static_shapes: true; it "
+        "runs in the pinned toolchain litert); auto: onnx2tf, then litert-torch, the first "
+        "that passes the parity gate (the lock records the choice and why earlier ones were "
+        "rejected)",
     )
 
 
-# Measured with pip's resolver (2026-12-02): litert-torch 0.10.0 requires
+# Measured with uv's resolver (2026-12-02): litert-torch 0.10.0 requires
 # ai-edge-litert>=2.3.0,<2.4.0; onnx2tf 1.29.24 pins ai-edge-litert==2.1.0 (constraints.txt).
 LITERT_TORCH_REFUSAL = (
     "converter litert-torch cannot be installed beside this toolchain: litert-torch 0.10.0 "
     "requires ai-edge-litert>=2.3.0,<2.4.0, and onnx2tf 1.29.24 (the onnx2tf converter) pins "
-    "ai-edge-litert==2.1.0; pip's resolver finds no set with both"
+    "ai-edge-litert==2.1.0; it runs in the pinned toolchain litert (toolchains/litert.lock), "
+    "and no [toolchains] row of {where} maps its step tflite_from_torch there"
+)
+LITERT_HINT = (
+    'add `tflite_from_torch = "litert"` under [toolchains] in modelbuild.toml (with '
+    "toolchains/litert.lock from this repository), or converter: onnx2tf"
 )
 
 
@@ -101,27 +116,117 @@ def check(recipe: Any, name: str, t: Target) -> None:
     check_quantize(recipe, name, t, "static (full integer)")
 
 
-def plan(pl: Any, name: str, t: Target) -> Any:
-    if t.converter == "litert-torch":
-        from modelbuild.errors import PlanError
+def litert_refusal(pl: Any, name: str, t: Target) -> tuple[str, str, str] | None:
+    """Why litert-torch cannot make this target: (message, key path, hint), None when it can."""
+    import importlib.util
 
-        raise PlanError(
-            LITERT_TORCH_REFUSAL,
-            key_path=f"targets.{name}.converter",
-            hint="converter: onnx2tf (the default), or auto",
+    from modelbuild.recipe.paths import repo_root
+    from modelbuild.toolchain import Toolchains
+
+    r, key = pl.recipe, f"targets.{name}"
+    if r.source.framework not in ("pytorch", "lightning"):
+        return (
+            f"converter litert-torch converts a PyTorch module; the source is framework: "
+            f"{r.source.framework}",
+            f"{key}.converter",
+            "converter: onnx2tf",
         )
-    require_onnx2tf(name, "tflite")
-    if pl.recipe.verify.enabled and (t.verify is None or t.verify.enabled):
+    repo = repo_root(r.dir.resolve())
+    mapped = Toolchains.load(repo).steps.get("tflite_from_torch")
+    if mapped is None and importlib.util.find_spec("litert_torch") is None:
+        where = f"{repo / 'modelbuild.toml'}"
+        return LITERT_TORCH_REFUSAL.format(where=where), f"{key}.converter", LITERT_HINT
+    dynamic = [n for n, s in r.inputs.items() if s.dynamic]
+    if dynamic and not t.static_shapes:
+        return (
+            "litert-torch exports at the declared shapes (its lowering of torch.export's "
+            f"dynamic dims fails), and inputs {', '.join(dynamic)} declare dynamic axes",
+            f"{key}.static_shapes",
+            "declare `static_shapes: true` to publish an artifact that takes only the "
+            "declared shapes, or converter: onnx2tf",
+        )
+    if t.select_tf_ops:
+        return (
+            "litert-torch writes TFLite builtins only: `select_tf_ops` (TensorFlow's Flex "
+            "ops) is the onnx2tf route's",
+            f"{key}.select_tf_ops",
+            "remove select_tf_ops, or converter: onnx2tf",
+        )
+    q = t.quantize or Quantize()
+    if t.precision == "int8" and (q.mode != "dynamic" or not q.per_channel):
+        what = "mode: static" if q.mode != "dynamic" else "per_channel: false"
+        return (
+            f"litert-torch's int8 is dynamic-range with per-channel weights; {what} is not "
+            "offered through it here",
+            f"{key}.quantize.{'mode' if q.mode != 'dynamic' else 'per_channel'}",
+            "quantize: {mode: dynamic}, or converter: onnx2tf",
+        )
+    return None
+
+
+def plan(pl: Any, name: str, t: Target) -> Any:
+    from modelbuild.errors import PlanError
+
+    if _verifies(pl, t):
         require("ai_edge_litert", "LiteRT", "tflite", f"targets.{name}.format")
-    saved = savedmodel_action(pl, name, t.simplify, t.keep_nchw)
+    if t.converter == "litert-torch":
+        refused = litert_refusal(pl, name, t)
+        if refused:
+            raise PlanError(refused[0], key_path=refused[1], hint=refused[2])
+        return pl.add("tflite_from_torch", torch_params(pl, t), dict(pl.source_inputs()), name)
+    require_onnx2tf(name, "tflite")
+    if t.converter == "auto":
+        from modelbuild.engine.contracts import tolerance_for
+
+        gate = {"tolerance": tolerance_for(pl.recipe, t), "runner": runner(t)}
+        checks = {"inputs": pl.verify_inputs(name), "reference": pl.reference(name)}
+        from modelbuild.formats.savedmodel.target import keep_nchw_names
+
+        r = pl.recipe
+        params, inputs = onnx2tf_params(pl, name, t, shared=False)
+        route = {"opset": r.opset, "recipe_name": r.name, "simplify": t.simplify}
+        route["keep_nchw"] = keep_nchw_names(r, t.keep_nchw)
+        cand = pl.add(
+            "tflite_try_onnx2tf",
+            {**params, **pl.source_params(), **route, **gate},
+            {**inputs, **pl.source_inputs(), **checks},
+            name,
+        )
+        refused = litert_refusal(pl, name, t)
+        auto = {"auto": True, **gate, **({"refused": refused[0]} if refused else {})}
+        return pl.add(
+            "tflite_from_torch",
+            {**torch_params(pl, t), **auto},
+            {**pl.source_inputs(), "onnx2tf": cand, **checks},
+            name,
+        )
+    params, inputs = onnx2tf_params(pl, name, t)
+    return pl.add("tflite_from_savedmodel", params, inputs, name)
+
+
+def _verifies(pl: Any, t: Target) -> bool:
+    return bool(pl.recipe.verify.enabled and (t.verify is None or t.verify.enabled))
+
+
+def torch_params(pl: Any, t: Target) -> dict[str, Any]:
+    return {"precision": t.precision, **pl.source_params()}
+
+
+def onnx2tf_params(
+    pl: Any, name: str, t: Target, shared: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """tflite_from_savedmodel's params and inputs (the onnx2tf route); ``shared=False``: no
+    export or onnx2tf actions (auto's candidate runs them inside itself)."""
     params: dict[str, Any] = {
         "precision": t.precision,
         "select_tf_ops": t.select_tf_ops,
         "inputs": pl.input_specs(),
-        **({"auto": True} if t.converter == "auto" else {}),
     }
-    # the ONNX the SavedModel came from: the static-shape retry converts it again
-    inputs: dict[str, Any] = {"model": saved, "onnx": onnx_chain(pl, name, t.simplify, "none")}
+    inputs: dict[str, Any] = {}
+    if shared:
+        inputs["model"] = savedmodel_action(pl, name, t.simplify, t.keep_nchw)
+        # the ONNX the SavedModel came from: the static-shape retry converts it again
+        inputs["onnx"] = onnx_chain(pl, name, t.simplify, "none")
     if t.precision == "int8":
         q = t.quantize or Quantize()
         params.update(mode=q.mode, per_channel=q.per_channel)
@@ -136,7 +241,7 @@ def plan(pl: Any, name: str, t: Target) -> Any:
                 inputs["calibration"] = pl.file(
                     cal.data, ("targets", name, "quantize", "calibration", "data")
                 )
-    return pl.add("tflite_from_savedmodel", params, inputs, name)
+    return params, inputs
 
 
 def runner(t: Target) -> dict[str, Any]:

@@ -37,7 +37,6 @@ class Params:
         [], description="input specs (static int8 calibration, the static-shape retry)"
     )
     seed: int = field(1, description="seed for generated calibration samples")
-    auto: bool = field(False, description="converter: auto (the lock says what it chose)")
 
 
 class TfliteFromSavedModel(Step):
@@ -55,16 +54,10 @@ class TfliteFromSavedModel(Step):
         p = self.params(ctx)
         saved = ctx.inputs["model"]
         meta: dict[str, Any] = {"precision": p.precision, "converter": "onnx2tf"}
-        if p.auto:
-            meta["notices"] = ["converter auto: onnx2tf, the first in its order, converted"]
         try:
             data = _convert(ctx, p, saved, meta)
         except StepError as exc:
             if "onnx" not in ctx.inputs or not p.inputs:
-                if p.auto:
-                    from modelbuild.formats.tflite.target import LITERT_TORCH_REFUSAL
-
-                    exc.message += f"; converter auto has no other: {LITERT_TORCH_REFUSAL}"
                 raise
             # The field's known fix (see savedmodel_from_onnx): onnx2tf again, from a
             # static-shape graph with pseudo Erf and inputs in the source layout.
