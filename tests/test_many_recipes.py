@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import copy_example, run_cli, statuses, write_recipe
@@ -105,12 +106,26 @@ def test_two_recipes_actions_interleave_in_one_walk(repo: Path) -> None:
         def finished(self, r: ActionResult) -> None:
             events.append((self.name, "finished", r.action.id))
 
+    class Counting(InProcessRunner):  # the real in-process runner, counting what it is given
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps: list[str] = []
+
+        def submit(self, uid: str, job: dict[str, Any], frameworks: set[str]) -> bool:
+            self.steps.append(job["step"])
+            return super().submit(uid, job, frameworks)
+
     parts = []
     for name in ("alpha", "beta"):
         r = api.load_recipe(folder / f"{name}.build.yaml")
         p = make_plan(r, ["ts"])
         parts.append(multi.Part(p, api.cache_for(r), ["ts"], {"reporter": Log(name)}))
-    alpha, beta_r = multi.build_all(parts, InProcessRunner())
+    runner = Counting()
+    alpha, beta_r = multi.build_all(parts, runner)
+    # one node: the export both need was handed to the runner once (a second submission
+    # would have found the first's cache entry under the action lock: "cached" as well)
+    assert runner.steps.count("torchscript_from_torch") == 1, runner.steps
+    assert runner.steps.count("reference") == 2, runner.steps
     assert not isinstance(alpha, Exception) and not isinstance(beta_r, Exception)
     assert alpha.ok and beta_r.ok, (alpha, beta_r)
     at = {n: [i for i, e in enumerate(events) if e[0] == n] for n in ("alpha", "beta")}

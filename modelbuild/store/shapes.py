@@ -99,9 +99,10 @@ def noop_problem(data: Any) -> str | None:
     if not isinstance(data, dict):
         return "not an object"
     stamps, digests, result = data.get("stamps"), data.get("digests"), data.get("result")
+    # type() is int: JSON's ints, not bools (and quick: `build ./...` reads 100s of these)
     if not isinstance(stamps, dict) or not all(
-        isinstance(k, str)
-        and (v is None or (isinstance(v, list) and len(v) == 4 and all(_int(x) for x in v)))
+        type(k) is str
+        and (v is None or (type(v) is list and len(v) == 4 and all(type(x) is int for x in v)))
         for k, v in stamps.items()
     ):
         return "stamps are not path → stat stamp"
