@@ -34,6 +34,8 @@ TARGETS: dict[str, dict[str, Any]] = {
     "onnx-fp16": {"format": "onnx", "precision": "fp16"},
     "onnx-int8": {"format": "onnx", "precision": "int8", "quantize": {"mode": "dynamic"}},
     "openvino-fp16": {"format": "openvino", "precision": "fp16"},
+    # the alternative converter: OpenVINO's own PyTorch frontend, from the torch module
+    "openvino-torch": {"format": "openvino", "precision": "fp16", "converter": "torch"},
     # onnx2tf and coremltools fix every dynamic axis on many of these graphs (their
     # static-shape retries): declared, as the dynamic-shape contract asks; the lock says so
     "tflite": {"format": "tflite", "precision": "fp32", "static_shapes": True},
