@@ -50,10 +50,25 @@ class LogAddExp(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.logaddexp(self.lin(x), x)
+
+
+class Decoder(torch.nn.Module):
+    """nn.TransformerDecoder with a causal mask: torch's mask detection compares values
+    (data-dependent under torch.export) unless modelbuild applies the mask as given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layer = torch.nn.TransformerDecoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.decoder = torch.nn.TransformerDecoder(layer, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        causal = torch.triu(torch.full((n, n), float("-inf")), diagonal=1)
+        return self.decoder(x, x, tgt_mask=causal)
 '''
 
 STATIC = {"mode": "static"}
-SHAPES = {"ConvGelu": [2, 3, 8, 8], "LogAddExp": [2, 8]}
+SHAPES = {"ConvGelu": [2, 3, 8, 8], "LogAddExp": [2, 8], "Decoder": [2, 6, 16]}
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +186,14 @@ def test_litert_torch_refusals_name_the_key(repo: Path, tmp_path: Path) -> None:
     proc = run_cli(["plan"], folder, env, check=None)
     err = proc.stdout + proc.stderr
     assert "targets.t.converter" in err and "tflite_from_torch" in err and "2.1.0" in err, err
+
+
+@pytest.mark.slow
+def test_litert_torch_applies_a_transformer_decoders_causal_mask_as_given(repo: Path) -> None:
+    tflite = {"format": "tflite", "converter": "litert-torch", "static_shapes": True}
+    folder = _recipe(repo, "Decoder", {"lt": tflite})
+    out = _build(folder, repo)
+    assert out["ok"], out
+    t = _lock(folder)["lt"]
+    assert t["verified"] is True, t
+    assert any("causal-mask detection off" in n for n in t["notices"]), t["notices"]
