@@ -1,6 +1,6 @@
 """Converter fixes found on the development zoo, each on the smallest model that shows it:
-TensorFlow's scope names for grouped convolutions (TFLite), fp16 CoreML programs with
-recurrent ops."""
+TensorFlow's scope names for grouped convolutions (TFLite), onnx2tf's layout guesses where
+sizes repeat (SavedModel/TFLite), fp16 CoreML programs with recurrent ops."""
 
 from __future__ import annotations
 
@@ -28,6 +28,22 @@ class Depthwise(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.dw(x)).mean(-1))
+
+
+class PatchMerge(torch.nn.Module):
+    """Swin's patch merging where height = width = channels (16): onnx2tf takes the
+    [1, 16, 16, 16] tensor as transposed and slices the wrong axes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(16, 16)
+        self.norm = torch.nn.LayerNorm(64)
+        self.red = torch.nn.Linear(64, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.lin(x).view(x.shape[0], 16, 16, 16)
+        parts = [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]]
+        return self.red(self.norm(torch.cat(parts, -1).view(x.shape[0], -1, 64)))
 
 
 class Lstm(torch.nn.Module):
@@ -100,6 +116,36 @@ def test_tflite_converts_a_grouped_convolution(tmp_path: Path, cache_dir: Path) 
     assert cell["verified"] is True and Path(cell["path"]).is_file()
     lock = json.loads((tmp_path / "dw" / "model.build.lock").read_text())
     assert lock["targets"]["tflite"]["parity"]["sets_checked"] >= 1
+
+
+@tflite_only
+def test_savedmodel_retries_with_onnx2tf_layout_guesses_off_when_sizes_repeat(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """The static-shape conversion computes other numbers than onnxruntime (the check in
+    the step): converted once more with onnx2tf's size-matching layout guesses off,
+    verified, and the lock says so."""
+    inp = {"shape": [1, 256, 16], "range": [-1.0, 1.0], "dynamic": {"0": "batch"}}
+    targets = {"savedmodel": {"format": "savedmodel", "static_shapes": True}}
+    result = _recipe(tmp_path / "pm", "PatchMerge", inp, targets)
+    assert result["targets"]["savedmodel"]["verified"] is True
+    said = _notices(result, "savedmodel_from_onnx")
+    assert "layout guesses off" in said and "other numbers than onnxruntime" in said, said
+    lock = json.loads((tmp_path / "pm" / "model.build.lock").read_text())
+    assert any("layout guesses off" in n for n in lock["targets"]["savedmodel"]["notices"])
+
+
+def test_literal_layouts_puts_onnx2tf_back() -> None:
+    pytest.importorskip("onnx2tf")
+    import onnx2tf.ops.Add as add
+    import onnx2tf.ops.Transpose as transpose
+
+    from modelbuild.formats.savedmodel.onnx2tf_fixes import literal_layouts
+
+    before = (add.make_node, transpose.make_node)
+    with literal_layouts():
+        assert add.make_node is not before[0] and transpose.make_node is not before[1]
+    assert (add.make_node, transpose.make_node) == before
 
 
 coreml_only = pytest.mark.skipif(

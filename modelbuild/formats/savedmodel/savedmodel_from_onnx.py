@@ -7,6 +7,12 @@ off (the shared ONNX chain simplifies when the target says so). Its output is
 not byte-identical between runs: keys rest on inputs, and there is no early
 cutoff below it.
 
+Each conversion is checked against onnxruntime on the ONNX it came from (the gate's input
+sets when the step has them, else seeded ones): one that raises or computes other numbers
+is retried from a static-shape graph, and that once more with onnx2tf's size-matching
+layout guesses off (formats/savedmodel/onnx2tf_fixes.py), each said as a notice; when no
+conversion computes the same numbers the step fails with the figures of each.
+
 The step also records how onnx2tf laid tensors out (see formats/savedmodel/layout.py)
 in ``assets.extra/modelbuild.json``, a folder TensorFlow ignores when loading.
 """
@@ -41,6 +47,9 @@ class Params:
     inputs: list[dict[str, Any]] = field(
         [], description="input specs: the declared shapes for the static-shape retry"
     )
+    tolerance: dict[str, Any] = field(
+        {}, description="fp32 tolerance of the check against onnxruntime (default 1e-4/1e-3)"
+    )
 
 
 # The field's known fix when onnx2tf fails on a dynamic-shape graph (bool Mul, dimension
@@ -57,7 +66,8 @@ STATIC_NOTICE = (
 class SavedModelFromOnnx(Step):
     name = "savedmodel_from_onnx"
     cost = 3.0
-    version = 3  # 3: node names made TensorFlow scope-safe
+    # 3: node names made TensorFlow scope-safe; 4: checked against onnxruntime, retried
+    version = 4
     tools = (
         "onnx2tf",
         "tensorflow",
@@ -73,20 +83,30 @@ class SavedModelFromOnnx(Step):
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         from modelbuild.errors import StepError
+        from modelbuild.formats.savedmodel.onnx2tf_fixes import check, check_sets, convert_checked
 
         p = self.params(ctx)
         out = ctx.workdir / "saved_model"
         meta: dict[str, Any] = {}
+        specs = list(p.inputs)
+        sets = check_sets(specs, ctx.inputs.get("inputs")) if specs else []
+        onnx_path = ctx.inputs["model"]
         try:
-            layout = convert(ctx, ctx.inputs["model"], out, list(p.keep_nchw))
+            layout = convert(ctx, onnx_path, out, list(p.keep_nchw))
+            wrong = check(out, onnx_path, specs, sets, p.tolerance) if sets else []
+            why = f"computes other numbers than onnxruntime ({'; '.join(wrong)})" if wrong else ""
         except StepError as exc:
-            if not p.inputs:
+            if not specs:
                 raise
-            ctx.log.warning("onnx2tf's default conversion failed: %s; static-shape retry", exc)
+            why, first = "failed", exc.message
+        else:
+            first = why
+        if why:
+            ctx.log.warning("onnx2tf's default conversion %s; static-shape retry", first)
             shutil.rmtree(out, ignore_errors=True)
-            layout = convert_static(ctx, ctx.inputs["model"], out, p.inputs, exc.message)
-            meta["notices"] = [static_notice(p.inputs, "failed")]
-            meta["static_shapes"] = {s["name"]: s["shape"] for s in p.inputs}
+            layout, notices = convert_checked(ctx, onnx_path, out, specs, sets, p.tolerance, first)
+            meta["notices"] = [static_notice(specs, why), *notices]
+            meta["static_shapes"] = {s["name"]: s["shape"] for s in specs}
         shutil.move(str(out), str(ctx.output))
         return {"layout": layout, **meta}
 
@@ -97,7 +117,12 @@ def static_notice(specs: list[dict[str, Any]], why: str) -> str:
 
 
 def convert_static(
-    ctx: StepContext, onnx_path: Path, out: Path, specs: list[dict[str, Any]], first: str
+    ctx: StepContext,
+    onnx_path: Path,
+    out: Path,
+    specs: list[dict[str, Any]],
+    first: str,
+    literal: bool = False,
 ) -> dict[str, Any]:
     """The retry: declared shapes, pseudo Erf, every input in the source layout."""
     from modelbuild.errors import StepError
@@ -111,6 +136,7 @@ def convert_static(
             [s["name"] for s in specs if 3 <= len(s["shape"]) <= 5],  # what onnx2tf moves
             static={s["name"]: list(s["shape"]) for s in specs},
             pseudo_erf=True,
+            literal=literal,
         )
     except StepError as exc:
         raise StepError(
@@ -200,6 +226,7 @@ def convert(
     keep: list[str],
     static: dict[str, list[int]] | None = None,
     pseudo_erf: bool = False,
+    literal: bool = False,
 ) -> dict[str, Any]:
     """One onnx2tf run into ``out`` (a SavedModel with its layout map); the layout map."""
     from modelbuild.errors import StepError
@@ -215,7 +242,10 @@ def convert(
         ]
     if pseudo_erf:
         extra["replace_to_pseudo_operators"] = ["erf"]
-    with _onnx2tf_env(ctx):
+    from modelbuild.formats.savedmodel.onnx2tf_fixes import literal_layouts
+
+    fixes = literal_layouts() if literal else contextlib.nullcontext()
+    with _onnx2tf_env(ctx), fixes:
         import onnx2tf
 
         try:

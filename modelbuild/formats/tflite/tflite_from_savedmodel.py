@@ -42,7 +42,7 @@ class Params:
 class TfliteFromSavedModel(Step):
     name = "tflite_from_savedmodel"
     cost = 1.5
-    version = 2
+    version = 3  # 3: the static-shape retry checked against onnxruntime (layout guesses off)
     tools = ("tensorflow", "flatbuffers", "onnx2tf", "ai-edge-litert")
     output = "model.tflite"
     Params = Params
@@ -61,16 +61,17 @@ class TfliteFromSavedModel(Step):
                 raise
             # The field's known fix (see savedmodel_from_onnx): onnx2tf again, from a
             # static-shape graph with pseudo Erf and inputs in the source layout.
-            from modelbuild.formats.savedmodel.savedmodel_from_onnx import (
-                convert_static,
-                static_notice,
-            )
+            from modelbuild.formats.savedmodel.onnx2tf_fixes import check_sets, convert_checked
+            from modelbuild.formats.savedmodel.savedmodel_from_onnx import static_notice
 
             ctx.log.warning("TFLite conversion failed (%s); static-shape retry", exc.message)
             saved = ctx.workdir / "saved_model_static"
-            convert_static(ctx, ctx.inputs["onnx"], saved, p.inputs, exc.message)
+            sets = check_sets(p.inputs, None)  # checked against onnxruntime, as the step does
+            _, fixed = convert_checked(
+                ctx, ctx.inputs["onnx"], saved, p.inputs, sets, None, exc.message
+            )
             why = "needs TensorFlow (Flex) ops or fails in the TFLite converter"
-            meta.setdefault("notices", []).append(static_notice(p.inputs, why))
+            meta.setdefault("notices", []).extend([static_notice(p.inputs, why), *fixed])
             meta["static_shapes"] = {s["name"]: s["shape"] for s in p.inputs}
             data = _convert(ctx, p, saved, meta)
         layout = read_dir_layout(saved)
