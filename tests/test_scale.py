@@ -118,6 +118,113 @@ def test_a_touched_checkpoint_is_rehashed_once_and_stays_a_no_op(
     assert "nothing to do" in run_cli(["build"], tiny_cnn).stdout
 
 
+def test_the_driver_does_not_hash_again_what_a_worker_put_in_the_cache(tmp_path: Path) -> None:
+    """A worker hashes its output as it moves it into the cache; the driver, which then
+    materializes it for the next action and for publishing, takes that digest (one stat
+    of the object) instead of reading the bytes a second time."""
+    from test_executor import make_plan
+
+    from modelbuild.engine.runners import InProcessRunner
+    from modelbuild.engine.scheduler import Engine
+    from modelbuild.errors import CacheError
+    from modelbuild.store.cache import Cache
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(1 << 20))
+    spec = {
+        "a": {"params": {"text": "a"}, "inputs": {"src": src}},
+        "b": {"params": {"text": "b"}, "inputs": {"up": "a"}},
+        "c": {"params": {"text": "c"}, "inputs": {"up": "b"}},
+    }
+    eng = Engine(make_plan(tmp_path, spec), Cache(tmp_path / "cache"), runner=InProcessRunner())
+    results = eng.run(list(spec))
+    assert [r.status for r in results] == ["built", "built", "built"]
+    assert eng.cache.stat.hashed_bytes == src.stat().st_size  # the source only
+    digests = [r.output.digest for r in results if r.output is not None]
+    for d in digests:  # and each object's digest is right, as a fresh reader hashes it
+        assert Cache(tmp_path / "cache").check_object(d).is_file()
+    # an object changed after the worker hashed it is not vouched for: hashed, then refused
+    obj, other = eng.cache.object_path(digests[0]), Cache(tmp_path / "cache")
+    st = obj.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+    os.chmod(obj, 0o644)
+    obj.write_bytes(b"changed")
+    other.stat.vouch(obj, stamp, digests[0])
+    with pytest.raises(CacheError, match="corrupt"):
+        other.check_object(digests[0])
+
+
+def test_a_no_op_build_loads_only_the_build_command(tiny_cnn: Path) -> None:
+    """The no-op fast path builds the parser of `build` alone and reads the store through
+    its light modules: no other command's module, no modelbuild.api, no cache object
+    store, no YAML, schema or graph library."""
+    import subprocess
+    import sys
+
+    write_recipe(tiny_cnn, {"ts": {"format": "torchscript", "method": "trace"}})
+    build_json(tiny_cnn)
+    unwanted = [
+        "modelbuild.api",
+        "modelbuild.store.cache",
+        "modelbuild.commands.cache",
+        "modelbuild.commands.scaffold",
+        "modelbuild.registry",
+        "yaml",
+        "jsonschema",
+        "networkx",
+        "torch",
+    ]
+    code = (
+        "import json, sys; from modelbuild.commands.main import main; rc = main(['build']); "
+        f"print(json.dumps([m for m in {unwanted!r} if m in sys.modules]), file=sys.stderr); "
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tiny_cnn, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to do" in proc.stdout, proc.stdout
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+    # the build command's own options and help are all there
+    helped = run_cli(["build", "--help"], tiny_cnn).stdout
+    assert "--keep-going" in helped and "--no-sync" in helped
+
+
+def test_the_export_adds_its_metadata_without_rewriting_the_weights(tmp_path: Path) -> None:
+    """The exporter's file gets the recipe's metadata appended (a second ModelProto
+    fragment, which protobuf merges): it parses as the model with the metadata added, the
+    checker and onnxruntime take it, and the node count read from the wire is the graph's."""
+    import warnings
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from modelbuild.formats.onnx.onnx_from_torch import append_metadata, graph_nodes
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    path = tmp_path / "m.onnx"
+    x = torch.rand(1, 8)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["x"])
+    before = onnx.load(str(path))
+    size = path.stat().st_size
+    meta = {"modelbuild.recipe": "r", "modelbuild.outputs": '["y"]'}
+    assert append_metadata(path, meta) == len(before.graph.node) == 3
+    assert path.read_bytes()[:size] == before.SerializeToString()  # the weights untouched
+    after = onnx.load(str(path))
+    onnx.checker.check_model(str(path))
+    assert {p.key: p.value for p in after.metadata_props} == meta
+    after.ClearField("metadata_props")
+    before.ClearField("metadata_props")
+    assert after == before
+    got = ort.InferenceSession(str(path)).run(None, {"x": x.numpy()})[0]
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert graph_nodes(path) == 3
+
+
 EXTERNAL_TARGETS = {
     "onnx": {"format": "onnx", "precision": "fp32", "simplify": True},
     "onnx-fp16": {"format": "onnx", "precision": "fp16"},

@@ -79,12 +79,16 @@ def cmd_build(args: Any) -> int:
 
 def _fast_noop(args: Any) -> int | None:
     """Answer a no-op build from the recorded state (see engine/fastpath.py), or None."""
-    from modelbuild.api import recorded_build
+    from modelbuild.engine import fastpath  # not modelbuild.api: its imports cost more
+    from modelbuild.recipe.paths import find_recipe, repo_root
+    from modelbuild.store.scratch import default_cache_dir, sweep_stale_scratch
 
-    result = recorded_build(args.file, list(args.targets or []))
+    rpath = find_recipe(args.file)
+    root = default_cache_dir(repo_root(rpath.parent))
+    result = fastpath.check(root, rpath, list(args.targets or []))
     if result is None:
         return None
-    _sweep_scratch(args.file)
+    sweep_stale_scratch(root / "tmp")  # a no-op too removes what killed builds left there
     if args.json:
         print(json.dumps(result, indent=1))
         return EXIT_OK
@@ -101,14 +105,6 @@ def _fast_noop(args: Any) -> int | None:
         lines.append(f"  {name:<16} {t['path']} ({mark})")
     print("\n".join(lines))
     return EXIT_OK
-
-
-def _sweep_scratch(file: str | None) -> None:
-    """A no-op build too removes what killed builds left in the cache's tmp/."""
-    from modelbuild.recipe.paths import find_recipe, repo_root
-    from modelbuild.store.cache import default_cache_dir, sweep_stale_scratch
-
-    sweep_stale_scratch(default_cache_dir(repo_root(find_recipe(file).parent)) / "tmp")
 
 
 def _lock_targets(file: str | None) -> dict[str, Any]:

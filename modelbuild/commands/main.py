@@ -33,7 +33,9 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``only="build"``: the top level and `build` alone (the
+    no-op fast path then imports no other command's module nor builds its parser)."""
     p = _Parser(
         prog="modelbuild",
         description="Build, verify and cache model artifacts from model.build.yaml.",
@@ -109,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="never build a missing toolchain environment: refuse, naming the command",
     )
+    if only == "build":
+        return p
 
     ve = sub.add_parser(
         "verify", help="re-run the parity check; table of max abs/rel error, cosine"
@@ -181,7 +185,8 @@ def _command_modules() -> list[Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _Parser.json_errors = "--json" in argv
-    args = _parser().parse_args(argv)
+    # `build` (the no-op fast path) needs its own parser only
+    args = _parser("build" if argv[:1] == ["build"] else None).parse_args(argv)
     if not args.command:
         _parser().print_help()
         return EXIT_USAGE

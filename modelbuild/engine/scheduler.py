@@ -192,6 +192,10 @@ class Engine:
             r.meta = entry.get("meta", {})
             r.seconds = float(entry.get("seconds", 0.0))
             self.state.put(r.action.id, entry["key"], entry["ingredients"])
+            # the worker hashed the objects it placed: materializing them for the next
+            # action (or publishing) costs one stat here, not a second read of their bytes
+            for path, (stamp, digest) in (entry.get("placed") or {}).items():
+                self.cache.stat.vouch(path, stamp, digest)
         elif status == "dry":
             r.status = "run"
         elif status == "crash":

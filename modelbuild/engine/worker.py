@@ -142,9 +142,9 @@ def _run_locked(cache: Cache, job: dict[str, Any]) -> dict[str, Any]:
                 if known is not None:
                     return dict(known, key=key, pid=os.getpid(), shared=True)
                 cache.put_action(key, entry)
-            return dict(entry, key=key, pid=os.getpid())
+            return dict(entry, key=key, pid=os.getpid(), placed=cache.placed)
         cache.put_action(key, entry)
-        return dict(entry, key=key, pid=os.getpid())
+        return dict(entry, key=key, pid=os.getpid(), placed=cache.placed)
     finally:
         handler.close()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelbuild.store.cache import Cache, _force_unlink, _make_writable
+from modelbuild.store.cache import Cache, _force_unlink
 from modelbuild.store.hashing import digest_json, iter_files, sha256_file
+from modelbuild.store.scratch import make_writable as _make_writable
 from modelbuild.store.shapes import (
     action_problem,
     noop_problem,

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -34,18 +33,14 @@ from modelbuild.store.hashing import (
     iter_files,
     sha256_file,
 )
+from modelbuild.store.scratch import default_cache_dir as default_cache_dir
+from modelbuild.store.scratch import make_writable as _make_writable
+from modelbuild.store.scratch import sweep_stale_scratch
 from modelbuild.store.shapes import action_problem, read_json
 from modelbuild.store.storage import reraise
 
 READ_ONLY = 0o444
 IN_USE = "in-use.lock"  # shared by every process using the cache, exclusive for gc
-
-
-def default_cache_dir(start: Path) -> Path:
-    env = os.environ.get("MODELBUILD_CACHE")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (start / "cache").resolve()
 
 
 @dataclass(frozen=True)
@@ -83,6 +78,9 @@ class Cache:
         self.stat = StatCache(root / "stat.json")
         self.warnings: list[str] = []
         self._held: int | None = None  # fd of our shared in-use lock
+        # object path → (its stamp, digest) for the objects put_file hashed and placed: the
+        # worker hands them to the driver, which then need not hash those bytes again
+        self.placed: dict[str, tuple[list[int], str]] = {}
 
     # -- objects ---------------------------------------------------------
     def object_path(self, digest: str) -> Path:
@@ -101,6 +99,11 @@ class Cache:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(src, READ_ONLY)
                 os.replace(src, dst)
+                st = dst.stat()
+                self.placed[str(dst)] = (
+                    [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns],
+                    digest,
+                )
         except OSError as exc:
             reraise(exc, dst)
             raise
@@ -157,12 +160,16 @@ class Cache:
             self.warn(f"tree checkout {tree.name[:12]} was corrupt ({bad}); rebuilt it")
             self.drop_tree(tree)
         scratch = self.scratch_dir("tree")
+        linked = []
         try:
             for rel, obj in paths.items():
                 dst = scratch / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     os.link(obj, dst)
+                    # verified just now: the link changed its ctime, not its bytes
+                    self.stat.restamp(obj, rec.manifest[rel])
+                    linked.append(rel)
                 except OSError:
                     shutil.copy2(obj, dst)
                     os.chmod(dst, READ_ONLY)
@@ -176,6 +183,9 @@ class Cache:
             os.rename(scratch, tree)
         except OSError:  # another process won the race
             shutil.rmtree(scratch, ignore_errors=True)
+            return tree
+        for rel in linked:  # the objects' inodes: known bytes (a copy is hashed when read)
+            self.stat.restamp(tree / rel, rec.manifest[rel])
         return tree
 
     def tree_problem(self, tree: Path, manifest: dict[str, str]) -> str | None:
@@ -197,7 +207,7 @@ class Cache:
         for f in iter_files(tree) if tree.is_dir() else []:
             self.stat.forget(f)
         _make_writable(tree)
-        trash = tree.with_name(f".{tree.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        trash = tree.with_name(f".{tree.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
         with contextlib.suppress(OSError):
             os.rename(tree, trash)
             shutil.rmtree(trash, ignore_errors=True)
@@ -293,7 +303,7 @@ class Cache:
     # -- scratch ---------------------------------------------------------
     def scratch_dir(self, label: str) -> Path:
         self.hold()
-        d = self.tmp / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        d = self.tmp / f"{label}-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             d.mkdir(parents=True)
         except OSError as exc:
@@ -314,48 +324,6 @@ class Cache:
     def warn(self, msg: str) -> None:
         self.warnings.append(msg)
         print(f"warning: cache: {msg}", file=sys.stderr)
-
-
-def sweep_stale_scratch(tmp: Path) -> int:
-    """Remove ``tmp``'s LABEL-PID-HEX folders whose process is dead (a killed build or
-    worker leaves them); cheap enough for the no-op fast path (one listing)."""
-    removed = 0
-    try:
-        entries = list(tmp.iterdir())
-    except OSError:
-        return 0
-    for d in entries:
-        parts = d.name.rsplit("-", 2)
-        if len(parts) != 3 or not parts[1].isdigit() or _alive(int(parts[1])):
-            continue
-        _make_writable(d)
-        shutil.rmtree(d, ignore_errors=True)
-        removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs. A zombie (exited, not yet reaped by its parent)
-    answers signal 0 but will never clean up after itself: it counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): signal 0 is all we know
-    return state not in (b"Z", b"X")
-
-
-def _make_writable(root: Path) -> None:
-    for dirpath, dirnames, _ in os.walk(root):
-        for d in dirnames:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(dirpath, d), 0o755)
 
 
 def _force_unlink(p: Path) -> None:

@@ -98,6 +98,18 @@ class StatCache:
         self._entries[p] = [_stamp(os.stat(p)), digest]
         self._dirty = True
 
+    def vouch(self, path: str | os.PathLike[str], stamp: list[int], digest: str) -> None:
+        """Record ``digest`` for ``path`` if its stamp is still ``stamp``, the one it had when
+        another process hashed its bytes (a worker's new cache object)."""
+        p = os.path.abspath(path)
+        try:
+            now = _stamp(os.stat(p))
+        except OSError:
+            return
+        if now == list(stamp):
+            self._entries[p] = [now, digest]
+            self._dirty = True
+
     def forget(self, path: str | os.PathLike[str]) -> None:
         if self._entries.pop(os.path.abspath(path), None) is not None:
             self._dirty = True
@@ -175,7 +187,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
 
 def sweep_dead_temporaries(path: Path) -> None:
     """Remove ``.NAME.PID.HEX.tmp`` beside ``path`` left by a writer that was killed."""
-    from modelbuild.store.cache import _alive
+    from modelbuild.store.scratch import alive as _alive
 
     try:
         found = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))

@@ -190,7 +190,8 @@ def _write_marker(
 
 def _sweep_stale(dest_dir: Path) -> None:
     """Remove temp dirs a killed build left beside dest_dir (their pid is dead)."""
-    from modelbuild.store.cache import _alive, _make_writable
+    from modelbuild.store.scratch import alive as _alive
+    from modelbuild.store.scratch import make_writable as _make_writable
 
     for p in dest_dir.parent.glob(f".{dest_dir.name}.*-*-*"):
         parts = p.name.rsplit("-", 2)

@@ -11,6 +11,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from modelbuild.params import field
@@ -32,7 +33,7 @@ class Params:
 class OnnxFromTorch(Step):
     name = "onnx_from_torch"
     cost = 1.5
-    version = 2
+    version = 3  # 3: the metadata appended to the exporter's bytes (append_metadata)
     tools = ("torch", "onnx")
     output = "model.onnx"
     Params = Params
@@ -74,7 +75,7 @@ class OnnxFromTorch(Step):
             for s in p.inputs
             if s.get("dynamic")
         }
-        from modelbuild.formats.onnx.external import onnx_file, save, too_big
+        from modelbuild.formats.onnx.external import onnx_file, save, threshold, too_big
 
         # its own folder: over 2 GB the exporter writes a data file per tensor beside it
         (ctx.workdir / "export").mkdir()
@@ -101,29 +102,35 @@ class OnnxFromTorch(Step):
                     f"the model rejected the declared inputs: {exc}",
                     hint="check `inputs` (names, shapes, dtypes) against the model's forward()",
                 ) from exc
-        m = onnx.load(str(tmp))
         meta = {
             "modelbuild.recipe": p.recipe_name,
             "modelbuild.inputs": json.dumps(p.inputs, sort_keys=True),
             "modelbuild.outputs": json.dumps(p.outputs),
         }
-        for k, v in meta.items():
-            prop = m.metadata_props.add()
-            prop.key, prop.value = k, v
-        big = too_big(m)
-        nodes = len(m.graph.node)
+        big = False
         try:
-            if big:  # model.onnx + model.onnx.data in a folder (the checker reads the path)
+            if [f.name for f in tmp.parent.iterdir()] == [tmp.name] and (
+                tmp.stat().st_size < threshold()
+            ):  # one protobuf: its weights are not parsed, serialized and written again
+                nodes = append_metadata(tmp, meta)
+                onnx.checker.check_model(str(tmp))
+                tmp.replace(ctx.output)
+            else:
+                m = onnx.load(str(tmp))
+                for k, v in meta.items():
+                    prop = m.metadata_props.add()
+                    prop.key, prop.value = k, v
+                big = too_big(m)
+                nodes = len(m.graph.node)
+                # over 2 GB: model.onnx + model.onnx.data in a folder (checked by its path)
                 written = save(m, ctx.output)
                 del m
                 onnx.checker.check_model(str(onnx_file(written)))
-                notices.append(
-                    "the model is over 2 GB: the artifact is a folder, model.onnx with its "
-                    "weights in model.onnx.data (ONNX external data)"
-                )
-            else:
-                onnx.checker.check_model(m)
-                onnx.save(m, str(ctx.output))
+                if big:
+                    notices.append(
+                        "the model is over 2 GB: the artifact is a folder, model.onnx with "
+                        "its weights in model.onnx.data (ONNX external data)"
+                    )
         except onnx.checker.ValidationError as exc:
             raise StepError(f"the exported model is not valid ONNX: {exc}") from exc
         return {"opset": p.opset, "nodes": nodes, "notices": notices, "external": big, **loaded}
@@ -250,3 +257,69 @@ def _explain_export_error(
 
 
 STEP = OnnxFromTorch()
+
+
+def append_metadata(path: Path, meta: dict[str, str]) -> int:
+    """Add ``meta`` to the metadata_props of the ONNX file ``path`` without parsing its
+    weights: a ModelProto holding only those props is appended to the file (protobuf merges
+    a message's repeated fields across the stream, so the file parses as the model with
+    them added, after any it had). Returns the graph's node count, read from the wire."""
+    import onnx
+
+    extra = onnx.ModelProto()
+    for k, v in meta.items():
+        prop = extra.metadata_props.add()
+        prop.key, prop.value = k, v
+    nodes = graph_nodes(path)
+    with open(path, "ab") as f:
+        f.write(extra.SerializeToString())
+    return nodes
+
+
+def graph_nodes(path: Path) -> int:
+    """How many nodes the top-level graph of the ONNX file ``path`` has, from the protobuf
+    wire format: ModelProto field 7 (graph), GraphProto field 1 (node); everything else,
+    the initializers' bytes included, is stepped over without being read."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        return sum(
+            sum(1 for fld, s2, _ in _fields(buf, s, e) if fld == 1 and s2 >= 0)
+            for fld, s, e in _fields(buf, 0, len(buf))
+            if fld == 7 and s >= 0
+        )
+
+
+def _fields(buf: Any, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each field of the message in ``buf[start:end]``;
+    start is -1 for a field that is not length-delimited."""
+
+    def varint(i: int) -> tuple[int, int]:
+        shift = value = 0
+        while True:
+            b = buf[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value, i
+            shift += 7
+
+    i = start
+    while i < end:
+        key, i = varint(i)
+        wire = key & 7
+        if wire == 0:
+            _, i = varint(i)
+            yield key >> 3, -1, -1
+        elif wire == 1:
+            i += 8
+            yield key >> 3, -1, -1
+        elif wire == 2:
+            n, i = varint(i)
+            yield key >> 3, i, i + n
+            i += n
+        elif wire == 5:
+            i += 4
+            yield key >> 3, -1, -1
+        else:
+            raise ValueError(f"protobuf wire type {wire} at byte {i}")

@@ -75,6 +75,11 @@ def fix_whole_input_pools(model: Any) -> list[str]:
     ``GlobalAveragePool`` is torch's result exactly."""
     import onnx
 
+    if not any(
+        n.op_type == "AveragePool" and any(a.name == "ceil_mode" and a.i for a in n.attribute)
+        for n in model.graph.node
+    ):  # shape inference copies the whole model (weights included) twice: only if needed
+        return []
     shapes: dict[str, list[int | None]] = {}
     inferred = onnx.shape_inference.infer_shapes(model)
     for vi in [*inferred.graph.value_info, *inferred.graph.input]:

@@ -1,0 +1,59 @@
+"""Where the cache is, and what killed builds left in its ``tmp/``: the part of the store
+the no-op fast path needs, without the store's imports (dataclasses, the cache itself)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def default_cache_dir(start: Path) -> Path:
+    env = os.environ.get("MODELBUILD_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (start / "cache").resolve()
+
+
+def sweep_stale_scratch(tmp: Path) -> int:
+    """Remove ``tmp``'s LABEL-PID-HEX folders whose process is dead (a killed build or
+    worker leaves them); cheap enough for the no-op fast path (one listing)."""
+    removed = 0
+    try:
+        entries = list(tmp.iterdir())
+    except OSError:
+        return 0
+    for d in entries:
+        parts = d.name.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or alive(int(parts[1])):
+            continue
+        import shutil
+
+        make_writable(d)
+        shutil.rmtree(d, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie (exited, not yet reaped by its parent)
+    answers signal 0 but will never clean up after itself: it counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): signal 0 is all we know
+    return state not in (b"Z", b"X")
+
+
+def make_writable(root: Path) -> None:
+    for dirpath, dirnames, _ in os.walk(root):
+        for d in dirnames:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(dirpath, d), 0o755)
