@@ -219,8 +219,9 @@ def test_coreml_spec_check_still_refuses_fp32_weights_of_other_ops(tmp_path: Pat
     assert problems and "used by linear" in problems[0], problems
 
 
+@pytest.mark.parametrize("static", [False, True])
 def test_an_artifact_that_fails_at_another_dynamic_size_fails_the_gate_naming_it(
-    tmp_path: Path,
+    tmp_path: Path, static: bool
 ) -> None:
     """hubert's SavedModel: a dynamic input shape, but a shape baked inside (here a Reshape
     to [2, 4]): it runs at the declared size and raises at another one. The gate says so
@@ -263,7 +264,7 @@ def test_an_artifact_that_fails_at_another_dynamic_size_fails_the_gate_naming_it
             "precision": "fp32",
             "inputs": ["x"],
             "outputs": ["y"],
-            "runner": {"runtime": "onnxruntime"},
+            "runner": {"runtime": "onnxruntime", **({"static_shapes": True} if static else {})},
             "tolerance": {"atol": 1e-4, "rtol": 1e-3},
         },
         output=tmp_path / "report.json",
@@ -277,3 +278,6 @@ def test_an_artifact_that_fails_at_another_dynamic_size_fails_the_gate_naming_it
     text = info.value.render()
     assert "fails at another size of a dynamic axis (x dim 0: 2 -> 3)" in text, text
     assert "static_shapes: true" in text
+    # declared already: the hint says what is wrong instead of suggesting it again
+    assert ("declare `static_shapes" in text) is not static, text
+    assert ("its converter left the axis dynamic" in text) is static, text

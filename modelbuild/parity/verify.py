@@ -107,9 +107,12 @@ class Verify(Step):
                     # it claims the size (its input shape is dynamic) but cannot compute
                     # at it: a frozen axis as well, said as such
                     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                    # with static_shapes declared the hint is in force already: the
+                    # artifact claims a size it cannot compute at (a converter's bug)
+                    hint = STATIC_HINT if not static_ok else CLAIMS_HINT
                     cmp.problems.append(
                         f"the artifact fails at another size of a dynamic axis ({moved}): "
-                        f"{type(exc).__name__}: {first}; {STATIC_HINT}"
+                        f"{type(exc).__name__}: {first}; {hint}"
                     )
                     skipped.append(shapes)
                     continue
@@ -155,6 +158,12 @@ class Verify(Step):
 STATIC_HINT = (
     "a published artifact must take every declared dynamic size; declare "
     "`static_shapes: true` on the target to publish one that takes only the declared shapes"
+)
+
+
+CLAIMS_HINT = (
+    "the target declares `static_shapes: true`, but the artifact's input shape takes this "
+    "size: its converter left the axis dynamic and computes only at the declared size"
 )
 
 
