@@ -175,6 +175,16 @@ def test_a_no_op_over_many_recipes_is_a_no_op(repo: Path) -> None:
     proc = run_cli(["build", "./..."], repo)
     assert "6 recipes: 6 with nothing to do, 0 built" in proc.stdout, proc.stdout
     assert stamps() == before  # nothing run, published, locked or cached again
+    # the environment's stamps (modelbuild's code, sys.path) are one file for all states
+    state = repo.parent / "cache" / "state"
+    (name,) = {json.loads(p.read_text())["env"] for p in state.glob("noop-*.json")}
+    env = state / f"noop-env-{name}.stamps"
+    assert env.is_file()
+    env.write_text('{"stamps": 7}')  # unreadable as stamps: a miss, and the build repairs it
+    proc = run_cli(["build", "./..."], repo)
+    assert "6 recipes: 0 with nothing to do, 6 built" in proc.stdout, proc.stdout
+    proc = run_cli(["build", "./..."], repo)
+    assert "6 recipes: 6 with nothing to do, 0 built" in proc.stdout, proc.stdout
 
 
 def test_a_no_op_over_many_recipes_loads_no_yaml_and_no_framework(repo: Path) -> None:

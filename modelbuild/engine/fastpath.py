@@ -15,6 +15,7 @@ planner, which is always right on its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -85,7 +86,10 @@ def check(
             memo["env"] = env
     else:
         env = memo["env"]
-    if not env <= stamps.keys():
+    if "env" in data:  # the environment's stamps, shared by every recipe's state
+        if not _same_env_stamps(cache_root, str(data["env"]), env, seen, memo):
+            return None
+    elif not env <= stamps.keys():
         return None  # a new module or sys.path entry appeared
     if data.get("sys_path", _sys_path()) != _sys_path():
         return None  # an entry removed or moved (PYTHONPATH): imports and versions may differ
@@ -96,6 +100,46 @@ def check(
     if restamped:
         atomic_write_bytes(state_file(cache_root, recipe_path, targets), json.dumps(data).encode())
     return cast("dict[str, Any] | None", data.get("result"))
+
+
+def _env_file(cache_root: Path, ident: str) -> Path:
+    # not *.json: `cache verify` shape-checks those as per-recipe states (engine/outcomes)
+    return cache_root / "state" / f"noop-env-{ident}.stamps"
+
+
+def _same_env_stamps(
+    cache_root: Path, ident: str, env: set[str], seen: dict[str, Any], memo: dict[str, Any] | None
+) -> bool:
+    """True when the environment file ``ident`` (modelbuild's code, the sys.path folders)
+    stamps every path of ``env`` and none changed; read and checked once per command."""
+    known: dict[str, bool] = {} if memo is None else memo.setdefault("env_files", {})
+    if ident not in known:
+        from modelbuild.store.shapes import read_json
+
+        data, why = read_json(_env_file(cache_root, ident))
+        stamps = data.get("stamps") if why is None and isinstance(data, dict) else None
+        known[ident] = isinstance(stamps, dict) and env <= stamps.keys()  # no new module
+        for path, stamp in stamps.items() if known[ident] and isinstance(stamps, dict) else ():
+            if (seen[path] if path in seen else seen.setdefault(path, _stamp(path))) != stamp:
+                known[ident] = False  # an upgrade, an edit: the full path says what changed
+                break
+    return known[ident]
+
+
+def _record_env(cache_root: Path) -> tuple[str, set[str]]:
+    """Write the environment's stamps once for all recipes' states: (its name, its paths).
+    A state names the file; an old one (a week unused) goes, its states then miss."""
+    import time
+
+    stamps = {p: _stamp(p) for p in sorted(set(_env_paths()))}
+    ident = digest_json(stamps)[:24]
+    path = _env_file(cache_root, ident)
+    atomic_write_bytes(path, json.dumps({"stamps": stamps}).encode())  # also repairs one
+    for old in path.parent.glob("noop-env-*.stamps"):
+        with contextlib.suppress(OSError):
+            if old != path and old.stat().st_mtime < time.time() - 7 * 86400:
+                old.unlink()
+    return ident, set(stamps)
 
 
 def _sys_path() -> list[str]:
@@ -241,7 +285,8 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
             for dirpath, _, files in os.walk(root):
                 paths.add(dirpath)
                 paths.update(os.path.join(dirpath, f) for f in files)
-    paths.update(_env_paths())
+    env_id, env_paths = _record_env(cache.root)  # stamped in one file for every recipe
+    paths -= env_paths - digests.keys()
     from modelbuild.toolchain.envs import stamped_files  # pinned environments: in the keys
 
     paths.update(stamped_files(plan.recipe.dir))
@@ -264,6 +309,7 @@ def record(cache: Any, plan: Any, result: Any, asked: list[str]) -> None:
         "digests": digests,
         "result": out,
         "sys_path": _sys_path(),
+        "env": env_id,
         # those read from the distribution's metadata (not a runtime's own version call)
         "versions": {d: v for d, v in sorted(versions.items()) if v == _dist_version(d)},
     }

@@ -13,7 +13,8 @@ crash, and `cache verify` reports and removes it.
     state/<recipe>.json      {"actions": {action_id: {...}}}
     state/noop-<id>.json     {"stamps": {path: [4 ints] | null}, "digests": {path: HEX},
                               "result": {"actions": [...], "targets": {...}},
-                              "environment"?: {...}}
+                              "environment"?: {...}, "env"?: ID}
+    state/noop-env-<ID>.stamps  {"stamps": {path: [4 ints] | null}}  (engine/fastpath.py)
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ def noop_problem(data: Any) -> str | None:
         return "result is not a build result"
     if "environment" in data and not isinstance(data["environment"], (dict, type(None))):
         return "environment is not an object"
+    if "env" in data and not (isinstance(data["env"], str) and data["env"].isalnum()):
+        return "env does not name an environment file"
     return None
 
 
