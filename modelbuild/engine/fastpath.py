@@ -11,6 +11,10 @@ arguments checks those stamps first; if none changed, nothing can have changed
 the plan's keys, and it prints the recorded result without loading YAML, the
 schema, networkx or any ML framework. Any difference falls back to the full
 planner, which is always right on its own.
+
+The environment's stamps (modelbuild's code, the sys.path folders: some 200 paths, the
+same for every recipe) are one file, ``state/noop-env-ID.stamps``, that each recipe's
+state names: `build ./...` over 100 recipes reads and checks them once, not 100 times.
 """
 
 from __future__ import annotations
