@@ -94,7 +94,7 @@ class SavedModelFromOnnx(Step):
         try:
             layout = convert(ctx, onnx_path, out, list(p.keep_nchw))
             wrong = check(out, onnx_path, specs, sets, p.tolerance) if sets else []
-            why = f"computes other numbers than onnxruntime ({'; '.join(wrong)})" if wrong else ""
+            why = f"does not match onnxruntime on the ONNX ({'; '.join(wrong)})" if wrong else ""
         except StepError as exc:
             if not specs:
                 raise
