@@ -80,6 +80,8 @@ class OnnxFp16(Step):
                     meta["rejected"] = rejected
                 if method in NOTICES:
                     meta["notices"] = [NOTICES[method]]
+                    if all(TIMEOUT in r for r in rejected):  # not the Cast problem: time
+                        meta["notices"] = [_late_notice(rejected, method)]
                 return meta
             ctx.log.warning("fp16 via %s rejected: %s", method, why)
             rejected.append(f"{method}: {why}")
@@ -102,6 +104,14 @@ class OnnxFp16(Step):
 
 
 TIMEOUT = "did not finish in"
+
+
+def _late_notice(rejected: list[str], method: str) -> str:
+    late = ", ".join(r.split(":", 1)[0] for r in rejected)
+    return (
+        f"fp16: {late} did not finish in {ATTEMPT_SECONDS:g} s (a big model on a busy "
+        f"machine: raise MODELBUILD_FP16_ATTEMPT_SECONDS); used {method}"
+    )
 
 
 def _attempt(
@@ -230,15 +240,15 @@ def _float_cast(n: Any) -> bool:
 def _convert(method: str, src: str, out: str, keep_io: bool, nodes_file: str | None) -> None:
     from pathlib import Path
 
-    import onnx
-
     from modelbuild.formats.onnx.external import onnx_file, save
 
-    m = onnx.load(str(onnx_file(src)))
+    m, inferred = _load(src)
     if method == "onnxruntime-transformers":
         from onnxruntime.transformers import float16 as ort_fp16
 
-        m16 = ort_fp16.convert_float_to_float16(m, keep_io_types=keep_io)
+        m16 = ort_fp16.convert_float_to_float16(
+            m, keep_io_types=keep_io, disable_shape_infer=inferred
+        )
     else:
         from onnxconverter_common import float16
 
@@ -252,9 +262,31 @@ def _convert(method: str, src: str, out: str, keep_io: bool, nodes_file: str | N
             nodes = [n.name for n in m.graph.node if _float_cast(n)]
         if nodes_file is not None:
             nodes = sorted({*(nodes or []), *json.loads(Path(nodes_file).read_text())})
-        m16 = float16.convert_float_to_float16(m, keep_io_types=keep_io, node_block_list=nodes)
+        m16 = float16.convert_float_to_float16(
+            m, keep_io_types=keep_io, node_block_list=nodes, disable_shape_infer=inferred
+        )
     written = save(m16, Path(out))
     _check_loads(str(onnx_file(written)))
+
+
+def _load(src: str) -> tuple[Any, bool]:
+    """The source model, and whether its shapes were inferred here. Over 2 GB (a folder:
+    model.onnx + its external data) the converters' own shape inference, which serializes
+    the whole model, returns an empty one (written as 2 bytes, "Missing opset" in
+    onnxruntime): the shapes are inferred from the graph without its weights, then given
+    to the model with them, and the converters do not infer again."""
+    import onnx
+
+    from modelbuild.formats.onnx.external import onnx_file
+
+    path = onnx_file(src)
+    m = onnx.load(str(path))
+    if not Path(src).is_dir():
+        return m, False
+    light = onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
+    m.graph.ClearField("value_info")
+    m.graph.value_info.extend(light.graph.value_info)
+    return m, True
 
 
 def _check_loads(path: str) -> None:
