@@ -51,11 +51,41 @@ class Mlp(torch.nn.Module):
 '''
 
 
+DECODER = '''
+import torch
+
+
+class CausalDecoder(torch.nn.Module):
+    """nn.TransformerDecoder with a causal mask made from the input's length: the
+    TorchScript-based exporter bakes the length into a Reshape; torch.export fails on torch's
+    data-dependent causal-mask detection unless the mask is applied as given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layer = torch.nn.TransformerDecoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.dec = torch.nn.TransformerDecoder(layer, 1)
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        causal = torch.triu(torch.full((n, n), float("-inf")), diagonal=1)
+        return self.head(self.dec(x, memory, tgt_mask=causal))
+'''
+
+
 def _recipe(folder: Path, model: str, targets: dict[str, Any]) -> Path:
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_seeded_model(folder, "conv_models", MODELS, model)
+    save_seeded_model(folder, "conv_models", DECODER if model == "CausalDecoder" else MODELS, model)
+    inputs: dict[str, Any] = {
+        "x": {"shape": [2, 8], "range": [-1.0, 1.0], "dynamic": {"0": "batch"}}
+    }
+    if model == "CausalDecoder":
+        inputs = {
+            "x": {"shape": [2, 6, 16], "range": [-1.0, 1.0], "dynamic": {"0": "b", "1": "t"}},
+            "memory": {"shape": [2, 5, 16], "range": [-1.0, 1.0], "dynamic": {"0": "b", "1": "s"}},
+        }
     recipe = {
         "modelbuild": 1,
         "name": model.lower(),
@@ -64,7 +94,7 @@ def _recipe(folder: Path, model: str, targets: dict[str, Any]) -> Path:
             "model": f"conv_models:{model}",
             "checkpoint": "model.pt",
         },
-        "inputs": {"x": {"shape": [2, 8], "range": [-1.0, 1.0], "dynamic": {"0": "batch"}}},
+        "inputs": inputs,
         "outputs": ["y"],
         "targets": targets,
     }
@@ -100,6 +130,22 @@ def test_auto_rejects_the_exporter_that_fails_and_says_why(tmp_path: Path, cache
     assert rej["converter"] == "torchscript" and "logcumsumexp" in rej["why"], rej
     said = " ".join(lock.get("notices", []))
     assert "converter auto chose dynamo" in said and "torchscript was rejected" in said, said
+
+
+@pytest.mark.slow
+def test_auto_exports_a_causal_transformer_decoder_with_every_axis_dynamic(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    targets = {"onnx": {"format": "onnx", "converter": "auto"}}
+    folder = _recipe(tmp_path / "dec", "CausalDecoder", targets)
+    result = build_json(folder, "-j", "1")
+    assert result["ok"], result
+    lock = _lock(folder, "onnx")
+    assert lock["converter"] == "dynamo", lock
+    (rej,) = lock["rejected"]
+    assert rej["converter"] == "torchscript" and "Reshape" in rej["why"], rej
+    assert "causal-mask detection off" in " ".join(lock.get("notices", []))
+    assert lock["parity"]["sets_checked"] == 4  # a second size of every dynamic axis too
 
 
 @pytest.mark.slow

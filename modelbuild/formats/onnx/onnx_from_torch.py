@@ -177,6 +177,39 @@ def no_mha_fastpath(model: Any, notices: list[str] | None = None) -> Iterator[No
         torch.backends.mha.set_fastpath_enabled(before)
 
 
+CAUSAL_NOTICE = (
+    "exported with {mods}'s causal-mask detection off: it compares the mask's values with a "
+    "causal one (data-dependent, which torch.export cannot trace: GuardOnDataDependentSymNode); "
+    "the mask is applied as given, the same math (torch documents is_causal as a hint)"
+)
+
+
+@contextlib.contextmanager
+def mask_as_given(model: Any, notices: list[str]) -> Iterator[None]:
+    """Run the block with torch's ``_detect_is_causal_mask`` answering the caller's hint
+    alone (False when none) when ``model`` has nn.TransformerEncoder/Decoder modules."""
+    import torch
+    import torch.nn.modules.transformer as tr
+
+    kinds = (torch.nn.TransformerEncoder, torch.nn.TransformerDecoder)
+    mods = model.modules() if isinstance(model, torch.nn.Module) else []
+    found = sorted({type(m).__name__ for m in mods if isinstance(m, kinds)})
+    if not found:
+        yield
+        return
+    notices.append(CAUSAL_NOTICE.format(mods="/".join(f"nn.{k}" for k in found)))
+    saved = tr._detect_is_causal_mask
+
+    def hint_only(mask: Any, is_causal: bool | None = None, size: int | None = None) -> bool:
+        return is_causal is True
+
+    tr._detect_is_causal_mask = hint_only
+    try:
+        yield
+    finally:
+        tr._detect_is_causal_mask = saved
+
+
 def _sync_bn_to_bn(model: Any, notices: list[str]) -> Any:
     """SyncBatchNorm cannot be exported; at inference it equals BatchNorm."""
     import torch

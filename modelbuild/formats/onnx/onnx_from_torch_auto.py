@@ -41,7 +41,7 @@ class Params:
 class OnnxFromTorchAuto(Step):
     name = "onnx_from_torch_auto"
     cost = 3.0
-    version = 1
+    version = 2  # 2: the dynamo candidate applies nn.Transformer* causal masks as given
     tools = ("torch", "onnx", "onnxscript", "onnxruntime")
     output = "model.onnx"
     Params = Params

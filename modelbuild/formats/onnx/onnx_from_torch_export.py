@@ -33,7 +33,7 @@ class Params:
 class OnnxFromTorchExport(Step):
     name = "onnx_from_torch_export"
     cost = 3.0
-    version = 1
+    version = 2  # 2: nn.Transformer* causal masks applied as given (mask_as_given)
     tools = ("torch", "onnx", "onnxscript")
     output = "model.onnx"
     Params = Params
@@ -114,7 +114,7 @@ def export_dynamo(
     import torch
 
     from modelbuild.errors import StepError
-    from modelbuild.formats.onnx.onnx_from_torch import no_mha_fastpath
+    from modelbuild.formats.onnx.onnx_from_torch import mask_as_given, no_mha_fastpath
     from modelbuild.source.pytorch import check_forward, to_tensors
 
     names = [s["name"] for s in p.inputs]
@@ -132,7 +132,11 @@ def export_dynamo(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with torch.no_grad(), no_mha_fastpath(model, notices):
+            with (
+                torch.no_grad(),
+                no_mha_fastpath(model, notices),
+                mask_as_given(model, notices),
+            ):
                 prog = torch.onnx.export(
                     model,
                     tuple(args),

@@ -20,11 +20,9 @@ was rejected.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -144,7 +142,7 @@ def convert(ctx: StepContext, p: Params, out: Path) -> dict[str, Any]:
     import warnings
 
     from modelbuild.errors import StepError, UsageError
-    from modelbuild.formats.onnx.onnx_from_torch import no_mha_fastpath
+    from modelbuild.formats.onnx.onnx_from_torch import mask_as_given, no_mha_fastpath
     from modelbuild.source.pytorch import (
         check_forward,
         example_arrays,
@@ -205,39 +203,6 @@ def convert(ctx: StepContext, p: Params, out: Path) -> dict[str, Any]:
         "notices": notices,
         **loaded,
     }
-
-
-CAUSAL_NOTICE = (
-    "exported with {mods}'s causal-mask detection off: it compares the mask's values with a "
-    "causal one (data-dependent, which torch.export cannot trace: GuardOnDataDependentSymNode); "
-    "the mask is applied as given, the same math (torch documents is_causal as a hint)"
-)
-
-
-@contextlib.contextmanager
-def mask_as_given(model: Any, notices: list[str]) -> Iterator[None]:
-    """Run the block with torch's ``_detect_is_causal_mask`` answering the caller's hint
-    alone (False when none) when ``model`` has nn.TransformerEncoder/Decoder modules."""
-    import torch
-    import torch.nn.modules.transformer as tr
-
-    kinds = (torch.nn.TransformerEncoder, torch.nn.TransformerDecoder)
-    mods = model.modules() if isinstance(model, torch.nn.Module) else []
-    found = sorted({type(m).__name__ for m in mods if isinstance(m, kinds)})
-    if not found:
-        yield
-        return
-    notices.append(CAUSAL_NOTICE.format(mods="/".join(f"nn.{k}" for k in found)))
-    saved = tr._detect_is_causal_mask
-
-    def hint_only(mask: Any, is_causal: bool | None = None, size: int | None = None) -> bool:
-        return is_causal is True
-
-    tr._detect_is_causal_mask = hint_only
-    try:
-        yield
-    finally:
-        tr._detect_is_causal_mask = saved
 
 
 def _quant_config(precision: str) -> Any:
