@@ -4,6 +4,7 @@ MHA fast path, meaningful verification inputs, true hints."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,15 @@ def _encoder_recipe(folder: Path, targets: dict[str, Any]) -> None:
             "model": "tiny_encoder:TinyEncoder",
             "checkpoint": "model.pt",
         },
-        # static shapes: the exported graph bakes batch x heads into a Reshape
-        "inputs": {"x": {"shape": [2, 8, 16], "range": [-1.0, 1.0]}},
+        # both axes dynamic: the gate runs a second size of each (torch's packed q/k/v
+        # split made the TorchScript-based export bake the sequence length into a Reshape)
+        "inputs": {
+            "x": {
+                "shape": [2, 8, 16],
+                "range": [-1.0, 1.0],
+                "dynamic": {"0": "batch", "1": "sequence"},
+            }
+        },
         "outputs": ["y"],
         "targets": targets,
     }
@@ -152,6 +160,8 @@ def test_transformer_encoder_exports_with_the_mha_fast_path_off(
     assert st["onnx_from_torch"] == "built" and st["torchscript_from_torch"] == "built"
     assert result["ok"], result
     assert all(t["verified"] for t in result["targets"].values())
+    lock = json.loads((folder / "model.build.lock").read_text())["targets"]
+    assert lock["onnx"]["parity"]["sets_checked"] == 4  # [2, 8] and [3, 12] included
     notes = {a["id"]: a.get("notices", []) for a in result["actions"]}
     assert any("fast path off" in n for n in notes["onnx_from_torch"])
     assert any("fast path off" in n for n in notes["torchscript_from_torch"])
@@ -171,6 +181,51 @@ def test_the_mha_notice_is_only_given_for_models_with_such_modules() -> None:
         assert not torch.backends.mha.get_fastpath_enabled()
     assert torch.backends.mha.get_fastpath_enabled()  # restored
     assert len(notices) == 1 and "nn.MultiheadAttention" in notices[0]
+
+
+def test_the_packed_projection_is_split_by_chunk_with_the_same_values() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from modelbuild.formats.onnx.onnx_from_torch import no_mha_fastpath
+
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    x, mem = torch.randn(2, 5, 8), torch.randn(2, 3, 8)
+    torch_own = getattr(F, "_in_projection_packed")  # noqa: B009
+    with torch.no_grad():
+        want = (mha(x, x, x)[0], mha(x, mem, mem)[0])
+        with no_mha_fastpath(mha):
+            assert getattr(F, "_in_projection_packed") is not torch_own  # noqa: B009
+            got = (mha(x, x, x)[0], mha(x, mem, mem)[0])
+    assert getattr(F, "_in_projection_packed") is torch_own  # noqa: B009 (restored)
+    for w, g in zip(want, got, strict=True):
+        assert torch.equal(w, g)
+
+
+def test_verify_data_is_also_cut_along_dynamic_axes_but_the_first() -> None:
+    import numpy as np
+
+    from modelbuild.parity.inputs import from_data
+
+    specs = [
+        {"name": "ids", "shape": [4, 6], "dtype": "int64", "dynamic": {"0": "b", "1": "s"}},
+        {
+            "name": "mask",
+            "shape": [4, 6],
+            "dtype": "int64",
+            "kind": "attention_mask",
+            "dynamic": {"0": "b", "1": "s"},
+        },
+    ]
+    mask = np.array([[1] * 6, [1] * 5 + [0], [0, 0, 0, 0, 0, 1], [1, 0, 0, 0, 0, 0]])
+    sets = from_data(specs, {"ids": np.arange(24).reshape(4, 6), "mask": mask})
+    assert [s["ids"].shape for s in sets] == [(4, 6), (1, 6), (4, 4)]
+    cut = sets[2]
+    assert (cut["ids"] == np.arange(24).reshape(4, 6)[:, :4]).all()
+    assert cut["mask"].any(axis=1).all()  # the left-padded row keeps one real token
+    static = [dict(s, dynamic={"0": "b"}) for s in specs]
+    assert len(from_data(static, {"ids": np.zeros((4, 6)), "mask": mask})) == 2
 
 
 def test_attention_masks_are_right_padded_with_a_real_token_in_every_row() -> None:

@@ -114,7 +114,40 @@ def from_data(
     batch_dynamic = all("0" in (s.get("dynamic") or {}) for s in specs)
     if batch_dynamic and all(a.shape[0] > 1 for a in full.values()):
         sets.append({n: a[:1] for n, a in full.items()})
+    shorter = _cut_dynamic(specs, full)
+    if shorter is not None:
+        sets.append(shorter)
     return sets
+
+
+def _cut_dynamic(
+    specs: list[dict[str, Any]], full: dict[str, NDArray[Any]]
+) -> dict[str, NDArray[Any]] | None:
+    """The data cut to about 2/3 along every dynamic axis but the first (a sequence, a
+    length, a frame count): one data file then still checks a second size of those axes,
+    so an artifact that froze one cannot pass. Axes of one name are cut alike; a declared
+    attention mask keeps at least one real token per row. None when there is no such axis."""
+    sizes: dict[str, int] = {}
+    for s in specs:
+        for axis, sym in (s.get("dynamic") or {}).items():
+            n = int(full[s["name"]].shape[int(axis)])
+            if int(axis) != 0 and n > 1:
+                sizes[str(sym)] = min(sizes.get(str(sym), n), max(1, (2 * n) // 3))
+    if not sizes:
+        return None
+    out = {}
+    for s in specs:
+        a = full[s["name"]]
+        index: list[slice] = [slice(None)] * a.ndim
+        for axis, sym in (s.get("dynamic") or {}).items():
+            if str(sym) in sizes and int(axis) != 0:
+                index[int(axis)] = slice(0, sizes[str(sym)])
+        cut = np.ascontiguousarray(a[tuple(index)])
+        if s.get("kind") == "attention_mask" and cut.ndim and cut.shape[-1]:
+            flat = cut.reshape(-1, cut.shape[-1])
+            flat[~flat.any(axis=1), 0] = 1
+        out[s["name"]] = cut
+    return out
 
 
 def _as_declared(name: str, spec: dict[str, Any], array: Any) -> NDArray[Any]:

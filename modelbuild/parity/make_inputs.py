@@ -22,7 +22,7 @@ class Params:
 
 class MakeInputs(Step):
     name = "make_inputs"
-    version = 1
+    version = 2  # 2: verify.data also cut along every dynamic non-batch axis (a second size)
     tools = ("numpy",)
     output = "inputs.npz"
     Params = Params

@@ -33,7 +33,8 @@ class Params:
 class OnnxFromTorch(Step):
     name = "onnx_from_torch"
     cost = 1.5
-    version = 3  # 3: the metadata appended to the exporter's bytes (append_metadata)
+    # 3: the metadata appended to the exporter's bytes (append_metadata); 4: MHA q/k/v by chunk
+    version = 4
     tools = ("torch", "onnx")
     output = "model.onnx"
     Params = Params
@@ -140,7 +141,8 @@ MHA_NOTICE = (
     "exported with torch's fused attention fast path off "
     "(torch.backends.mha.set_fastpath_enabled(False)): under no_grad, {mods} take a fused "
     "kernel (aten::_transformer_encoder_layer_fwd / _native_multi_head_attention) that no "
-    "exporter knows; the plain path computes the same"
+    "exporter knows; the plain path computes the same; and its packed q/k/v projection split "
+    "by chunk (the same values), which keeps the sequence length symbolic in the ONNX export"
 )
 
 
@@ -167,14 +169,43 @@ def no_mha_fastpath(model: Any, notices: list[str] | None = None) -> Iterator[No
     if not kinds:
         yield
         return
+    import torch.nn.functional as F
+
     if notices is not None:
         notices.append(MHA_NOTICE.format(mods="/".join(f"nn.{k}" for k in kinds)))
     before = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
+    packed = getattr(F, "_in_projection_packed")  # noqa: B009 (private: not in the stubs)
+    setattr(F, "_in_projection_packed", _chunked_in_projection(packed))  # noqa: B010
     try:
         yield
     finally:
         torch.backends.mha.set_fastpath_enabled(before)
+        setattr(F, "_in_projection_packed", packed)  # noqa: B010
+
+
+def _chunked_in_projection(packed: Any) -> Any:
+    """torch's packed q/k/v projection with the result split by ``chunk`` on the last axis.
+
+    torch's own splits it by unflatten(-1, (3, E)).unsqueeze(0).transpose(0, -2).squeeze(-2),
+    after which the TorchScript-based ONNX exporter loses the sequence length's symbol and
+    writes the traced length as a constant into every later Reshape (an nn.MultiheadAttention
+    export then fails at any other sequence length). The values are the same: one linear, cut
+    into the same three (or two) slices."""
+    import torch.nn.functional as F
+
+    def chunked(q: Any, k: Any, v: Any, w: Any, b: Any = None) -> Any:
+        if k is not v:
+            return packed(q, k, v, w, b)
+        if q is k:
+            return tuple(c.contiguous() for c in F.linear(q, w, b).chunk(3, dim=-1))
+        e = q.size(-1)
+        w_q, w_kv = w.split([e, e * 2])
+        b_q, b_kv = (None, None) if b is None else b.split([e, e * 2])
+        k_p, v_p = (c.contiguous() for c in F.linear(k, w_kv, b_kv).chunk(2, dim=-1))
+        return F.linear(q, w_q, b_q), k_p, v_p
+
+    return chunked
 
 
 CAUSAL_NOTICE = (

@@ -41,7 +41,7 @@ class Params:
 class OnnxFromTorchAuto(Step):
     name = "onnx_from_torch_auto"
     cost = 3.0
-    version = 2  # 2: the dynamo candidate applies nn.Transformer* causal masks as given
+    version = 3  # 2: dynamo applies nn.Transformer* causal masks as given; 3: MHA q/k/v by chunk
     tools = ("torch", "onnx", "onnxscript", "onnxruntime")
     output = "model.onnx"
     Params = Params

@@ -48,7 +48,7 @@ class Params:
 class TfliteFromTorch(Step):
     name = "tflite_from_torch"
     cost = 6.0
-    version = 2  # 2: nn.Transformer* masks applied as given (mask_as_given)
+    version = 3  # 2: nn.Transformer* masks applied as given (mask_as_given); 3: MHA q/k/v by chunk
     tools = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
     output = "model.tflite"
     Params = Params
