@@ -39,7 +39,9 @@ class Params:
 class CoreMLFromTorch(Step):
     name = "coreml_from_torch"
     cost = 4.0
-    version = 4  # 3: notices for fp32 recurrent weights in fp16 programs; 4: MHA q/k/v by chunk
+    version = (
+        4  # 3: notices for fp32 recurrent weights in fp16 programs; 4: MHA q/k/v split by size
+    )
     tools = ("coremltools", "torch")
     output = "model.mlpackage"
     Params = Params

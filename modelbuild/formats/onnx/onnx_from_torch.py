@@ -33,7 +33,7 @@ class Params:
 class OnnxFromTorch(Step):
     name = "onnx_from_torch"
     cost = 1.5
-    # 3: the metadata appended to the exporter's bytes (append_metadata); 4: MHA q/k/v by chunk
+    # 3: the metadata appended to the exporter's bytes (append_metadata); 4: MHA q/k/v split by size
     version = 4
     tools = ("torch", "onnx")
     output = "model.onnx"
@@ -142,7 +142,8 @@ MHA_NOTICE = (
     "(torch.backends.mha.set_fastpath_enabled(False)): under no_grad, {mods} take a fused "
     "kernel (aten::_transformer_encoder_layer_fwd / _native_multi_head_attention) that no "
     "exporter knows; the plain path computes the same; and its packed q/k/v projection split "
-    "by chunk (the same values), which keeps the sequence length symbolic in the ONNX export"
+    "into its slices by size (the same values), which keeps the sequence length symbolic in "
+    "the ONNX export"
 )
 
 
@@ -185,7 +186,7 @@ def no_mha_fastpath(model: Any, notices: list[str] | None = None) -> Iterator[No
 
 
 def _chunked_in_projection(packed: Any) -> Any:
-    """torch's packed q/k/v projection with the result split by ``chunk`` on the last axis.
+    """torch's packed q/k/v projection with the result split on the last axis.
 
     torch's own splits it by unflatten(-1, (3, E)).unsqueeze(0).transpose(0, -2).squeeze(-2),
     after which the TorchScript-based ONNX exporter loses the sequence length's symbol and
@@ -197,12 +198,12 @@ def _chunked_in_projection(packed: Any) -> Any:
     def chunked(q: Any, k: Any, v: Any, w: Any, b: Any = None) -> Any:
         if k is not v:
             return packed(q, k, v, w, b)
-        if q is k:
-            return tuple(c.contiguous() for c in F.linear(q, w, b).chunk(3, dim=-1))
         e = q.size(-1)
+        if q is k:  # sizes given (not chunk): Split keeps its opset-13 form for opset 17
+            return tuple(c.contiguous() for c in F.linear(q, w, b).split([e, e, e], dim=-1))
         w_q, w_kv = w.split([e, e * 2])
         b_q, b_kv = (None, None) if b is None else b.split([e, e * 2])
-        k_p, v_p = (c.contiguous() for c in F.linear(k, w_kv, b_kv).chunk(2, dim=-1))
+        k_p, v_p = (c.contiguous() for c in F.linear(k, w_kv, b_kv).split([e, e], dim=-1))
         return F.linear(q, w_q, b_q), k_p, v_p
 
     return chunked

@@ -41,7 +41,9 @@ class Params:
 class OnnxFromTorchAuto(Step):
     name = "onnx_from_torch_auto"
     cost = 3.0
-    version = 3  # 2: dynamo applies nn.Transformer* causal masks as given; 3: MHA q/k/v by chunk
+    version = (
+        3  # 2: dynamo applies nn.Transformer* causal masks as given; 3: MHA q/k/v split by size
+    )
     tools = ("torch", "onnx", "onnxscript", "onnxruntime")
     output = "model.onnx"
     Params = Params

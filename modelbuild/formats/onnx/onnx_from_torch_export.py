@@ -33,9 +33,8 @@ class Params:
 class OnnxFromTorchExport(Step):
     name = "onnx_from_torch_export"
     cost = 3.0
-    version = (
-        3  # 2: nn.Transformer* causal masks applied as given (mask_as_given); 3: MHA q/k/v by chunk
-    )
+    # 2: nn.Transformer* causal masks applied as given (mask_as_given); 3: MHA q/k/v split by size
+    version = 3
     tools = ("torch", "onnx", "onnxscript")
     output = "model.onnx"
     Params = Params

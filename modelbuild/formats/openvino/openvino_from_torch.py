@@ -34,7 +34,7 @@ class OpenVinoFromTorch(OpenVinoFromOnnx):
 
     name = "openvino_from_torch"
     cost = 1.5
-    version = 2  # 2: MHA q/k/v split by chunk (no_mha_fastpath)
+    version = 2  # 2: MHA q/k/v projection split by size (no_mha_fastpath)
     tools: ClassVar[tuple[str, ...]] = ("openvino", "torch")
     output = "openvino"
     Params = Params

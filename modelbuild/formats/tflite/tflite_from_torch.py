@@ -48,7 +48,9 @@ class Params:
 class TfliteFromTorch(Step):
     name = "tflite_from_torch"
     cost = 6.0
-    version = 3  # 2: nn.Transformer* masks applied as given (mask_as_given); 3: MHA q/k/v by chunk
+    version = (
+        3  # 2: nn.Transformer* masks applied as given (mask_as_given); 3: MHA q/k/v split by size
+    )
     tools = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
     output = "model.tflite"
     Params = Params

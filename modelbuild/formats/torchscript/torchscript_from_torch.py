@@ -33,7 +33,8 @@ class Params:
 class TorchScriptFromTorch(Step):
     name = "torchscript_from_torch"
     cost = 1.2
-    # 3: no debug records (no absolute paths); 4: no per-process name mangles; 5: MHA q/k/v by chunk
+    # 3: no debug records (no absolute paths); 4: no per-process name mangles;
+    # 5: MHA q/k/v split by size
     version = 5
     tools = ("torch",)
     output = "model.pt"
