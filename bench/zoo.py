@@ -50,6 +50,7 @@ for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
 from zoo import recheck as zoo_recheck  # noqa: E402
 from zoo import run as zoo_run  # noqa: E402
 from zoo.make import make  # noqa: E402
+from zoo.mdtable import markdown  # noqa: E402
 from zoo.models import BY_NAME, MODELS, TARGETS  # noqa: E402
 
 FAST_MODELS = ("torch_gru", "bert")
@@ -124,10 +125,7 @@ def report(doc: dict[str, Any], targets: list[str]) -> str:
                 text += f" [{reasons.setdefault(key, len(reasons) + 1)}]"
             row.append(text)
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
-    lines = [fmt.format(*rows[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += [fmt.format(*r) for r in rows[1:]]
+    lines = markdown(rows)
     cells = [c for cs in results.values() for c in cs.values()]
     counts = {k: sum(classify(c) == k for c in cells) for k in ("verified", "spec only")}
     counts |= {k: sum(classify(c) == k for c in cells) for k in ("refused", "FAILURE")}

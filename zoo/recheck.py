@@ -54,6 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from zoo.mdtable import markdown  # noqa: E402
 from zoo.models import BY_NAME, TARGETS  # noqa: E402  (the registry: save styles only)
 
 SEED = 20261202  # the gate draws with seed 0
@@ -346,10 +347,7 @@ def table(results: dict[str, dict[str, Any]], targets: list[str]) -> str:
                 text += f" [{reasons.setdefault(c['why'], len(reasons) + 1)}]"
             row.append(text)
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
-    lines = [fmt.format(*rows[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += [fmt.format(*r) for r in rows[1:]]
+    lines = markdown(rows)
     cells = [c for r in results.values() for c in r["cells"].values()]
     counts = {
         k: sum(c["verdict"].startswith(k) for c in cells)

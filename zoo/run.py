@@ -35,6 +35,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from zoo.mdtable import markdown  # noqa: E402
 from zoo.models import BY_NAME, MODELS, TARGETS, ZOO_DIR  # noqa: E402
 from zoo.run_model import run_cell, run_model  # noqa: E402
 
@@ -132,11 +133,7 @@ def matrix_text(results: dict[str, dict[str, dict[str, Any]]], targets: list[str
                 mark += f" [{n}]"
             row.append(mark)
         rows.append(row)
-    header = ["model", *targets]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
-    lines = [fmt.format(*header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += [fmt.format(*r) for r in rows]
+    lines = markdown([["model", *targets], *rows])
     done = [c for cells in results.values() for c in cells.values()]
     ok = sum(c["status"] == "verified" for c in done)
     spec = sum(c["status"] == "spec-checked" for c in done)
@@ -174,11 +171,7 @@ def figures_table(results: dict[str, dict[str, dict[str, Any]]], targets: list[s
             else:
                 row.append("-")
         rows.append(row)
-    header = ["model", *targets]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
-    out = [fmt.format(*header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    return out + [fmt.format(*r) for r in rows]
+    return markdown([["model", *targets], *rows])
 
 
 def main(argv: list[str] | None = None) -> int:

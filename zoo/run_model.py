@@ -46,21 +46,11 @@ def one_line(text: str, prefix: str = "", limit: int = 240) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
-def run_cell(
-    recipe: Path, target: str, timeout: float, env: dict[str, str], cwd: Path
-) -> dict[str, Any]:
-    """One target in its own `modelbuild build` (the --per-target mode)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelbuild",
-        "build",
-        "-f",
-        str(recipe),
-        target,
-        "--keep-going",
-        "--json",
-    ]
+def _build(
+    cmd: list[str], cwd: Path, env: dict[str, str], limit: float
+) -> tuple[dict[str, Any] | None, str, int | None, float]:
+    """Run one `modelbuild build --json` in its own process group: (its JSON report, or None
+    when it gave none; stderr; exit code, None when cut after ``limit`` seconds; seconds)."""
     t0 = time.monotonic()
     proc = subprocess.Popen(
         cmd,
@@ -72,7 +62,7 @@ def run_cell(
         start_new_session=True,
     )
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=limit)
     except BaseException as exc:  # timeout, Ctrl-C or SIGTERM: no converter left behind
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -80,80 +70,52 @@ def run_cell(
             raise
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.communicate(timeout=30)
+        return None, "", None, round(time.monotonic() - t0, 1)
+    seconds = round(time.monotonic() - t0, 1)
+    try:
+        return json.loads(stdout), stderr, proc.returncode, seconds
+    except json.JSONDecodeError:
+        return None, stderr, proc.returncode, seconds
+
+
+def _no_report(stderr: str, rc: int | None, seconds: float, timeout_reason: str) -> dict[str, Any]:
+    if rc is None:
         return {
             "status": "timeout",
             "step": None,
-            "reason": f"no result after {timeout:.0f} s (process group killed)",
-            "seconds": round(time.monotonic() - t0, 1),
+            "reason": timeout_reason,
+            "seconds": seconds,
             "rc": None,
         }
-    seconds = round(time.monotonic() - t0, 1)
-    try:
-        report = json.loads(stdout)
-    except json.JSONDecodeError:
-        tail = [ln for ln in stderr.splitlines() if ln.strip()]
-        return {
-            "status": "error",
-            "step": None,
-            "reason": one_line(tail[-1] if tail else f"exit code {proc.returncode}, no JSON"),
-            "seconds": seconds,
-            "rc": proc.returncode,
-        }
-    refusals = [
-        e
-        for e in report.get("errors") or []
-        if not e.get("path") or str(e["path"]).startswith(f"targets.{target}")
-    ]
-    ran = [a for a in report.get("actions", []) if a.get("status") == "failed"]
-    if refusals and not ran and proc.returncode != 0:  # refused at plan time, with its cause
-        msg = str(refusals[0].get("message", ""))
-        where = refusals[0].get("path") or ""
-        return {
-            "status": "refused",
-            "step": None,
-            "reason": one_line(msg if msg.startswith(where) else f"{where}: {msg}"),
-            "seconds": seconds,
-            "rc": proc.returncode,
-            "error": json.dumps(refusals)[:4000],
-        }
-    cell = report.get("targets", {}).get(target, {})
-    failed = [a for a in report.get("actions", []) if a.get("status") == "failed"]
-    if cell.get("verified") is True and proc.returncode == 0:
-        numeric = cell.get("numeric") is not False  # CoreML off macOS: the spec only
-        return {
-            "status": "verified" if numeric else "spec-checked",
-            "step": None,
-            "reason": "" if numeric else "numeric parity not run on this platform",
-            "seconds": seconds,
-            "rc": proc.returncode,
-            "target": cell,
-        }
-    if failed:
-        first = failed[0]  # actions come in plan order: the first failure is the cause
-        step = first.get("step")
-        error = first.get("error", "")
-        reason = one_line(error, first.get("id", ""))
-    else:
-        step, error = None, cell.get("error") or f"exit code {proc.returncode}"
-        reason = one_line(error)
-    status = "unverified" if cell.get("path") and not failed else "failed"
+    tail = [ln for ln in stderr.splitlines() if ln.strip()]
     return {
-        "status": status,
-        "step": step,
-        "reason": reason,
+        "status": "error",
+        "step": None,
+        "reason": one_line(tail[-1] if tail else f"exit code {rc}, no JSON"),
         "seconds": seconds,
-        "rc": proc.returncode,
-        "error": error[:4000],  # the whole message, for whoever fixes it
-        "target": cell,
+        "rc": rc,
     }
+
+
+def run_cell(
+    recipe: Path, target: str, timeout: float, env: dict[str, str], cwd: Path
+) -> dict[str, Any]:
+    """One target in its own `modelbuild build` (the --per-target mode)."""
+    cmd = [sys.executable, "-m", "modelbuild", "build", "-f", str(recipe), target]
+    report, stderr, rc, seconds = _build([*cmd, "--keep-going", "--json"], cwd, env, timeout)
+    if report is None:
+        why = f"no result after {timeout:.0f} s (process group killed)"
+        return _no_report(stderr, rc, seconds, why)
+    return dict(_cell_from_report(report, target, rc or 0), seconds=seconds)
 
 
 def _cell_from_report(report: dict[str, Any], target: str, rc: int) -> dict[str, Any]:
     refusals = [
         e
         for e in report.get("errors") or []
-        if str(e.get("path") or "").startswith(f"targets.{target}.")
-        or e.get("path") == f"targets.{target}"
+        if not e.get("path")  # the whole recipe
+        or str(e["path"]).startswith(f"targets.{target}.")
+        or e["path"] == f"targets.{target}"
     ]
     mine = [a for a in report.get("actions", []) if target in (a.get("targets") or [])]
     seconds = round(sum(float(a.get("seconds") or 0) for a in mine), 1)
@@ -216,62 +178,14 @@ def run_model(
     jobs: int = 2,
 ) -> tuple[dict[str, dict[str, Any]], float]:
     """Every target's cell, and the command's wall seconds."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelbuild",
-        "build",
-        "-f",
-        str(recipe),
-        *targets,
-        "--keep-going",
-        "--json",
-        "-j",
-        str(jobs),
-        "--step-timeout",
-        str(int(timeout)),
-    ]
+    cmd = [sys.executable, "-m", "modelbuild", "build", "-f", str(recipe), *targets]
+    cmd += ["--keep-going", "--json", "-j", str(jobs), "--step-timeout", str(int(timeout))]
     limit = timeout * (1 + len(targets))
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=limit)
-    except BaseException as exc:  # timeout, Ctrl-C or SIGTERM: no converter left behind
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if not isinstance(exc, subprocess.TimeoutExpired):
-            raise
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=30)
-        wall = round(time.monotonic() - t0, 1)
-        dead = {
-            "status": "timeout",
-            "step": None,
-            "reason": f"the model's build gave no result after {limit:.0f} s (process group "
-            f"killed): the step time limit ({timeout:.0f} s) did not hold",
-            "seconds": wall,
-            "rc": None,
-        }
-        return {t: dict(dead) for t in targets}, wall
-    wall = round(time.monotonic() - t0, 1)
-    try:
-        report = json.loads(stdout)
-    except json.JSONDecodeError:
-        tail = [ln for ln in stderr.splitlines() if ln.strip()]
-        broken = {
-            "status": "error",
-            "step": None,
-            "reason": one_line(tail[-1] if tail else f"exit code {proc.returncode}, no JSON"),
-            "seconds": wall,
-            "rc": proc.returncode,
-        }
-        return {t: dict(broken) for t in targets}, wall
-    return {t: _cell_from_report(report, t, proc.returncode) for t in targets}, wall
+    report, stderr, rc, wall = _build(cmd, cwd, env, limit)
+    if report is None:
+        why = (
+            f"the model's build gave no result after {limit:.0f} s (process group killed): "
+            f"the step time limit ({timeout:.0f} s) did not hold"
+        )
+        return {t: _no_report(stderr, rc, wall, why) for t in targets}, wall
+    return {t: _cell_from_report(report, t, rc or 0) for t in targets}, wall
