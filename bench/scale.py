@@ -8,7 +8,10 @@ and TorchScript, each checked against the source model. Rows, in one run:
 
 - full build: wall time and peak memory (RSS summed over the process tree, sampled every
   0.1 s) of ``modelbuild build -j N`` and of the plain script doing the same conversions
-  and parity checks in one process (``python bench/scale.py plain``);
+  and parity checks in one process (``python bench/scale.py plain``); and the script once
+  more under the allocator settings modelbuild starts its workers with (large buffers on
+  transparent huge pages, ``engine/procs.allocator_env``), to show how much of the
+  difference those settings are;
 - bytes on disk: cache, dist/ and both together (each inode once) against the artifacts'
   own size plus the intermediates (cache objects no target publishes);
 - no-op and touch (same bytes, new mtime) times, and the time to hash the checkpoint once;
@@ -291,6 +294,19 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         pw, pm, _ = measure([PYTHON, str(me), "plain", str(work), str(tmp / "plain")], tmp, env)
         shutil.rmtree(tmp / "plain")
         res["plain"] = {"wall_s": round(pw, 2), "peak_rss": pm}
+        # the same script under the allocator settings modelbuild's workers start with
+        # (engine/procs.allocator_env): how much of the difference they are
+        sys.path.insert(0, str(ROOT))
+        from modelbuild.engine.procs import allocator_env
+
+        tuned = allocator_env(env)
+        res["allocator_env"] = tuned
+        if tuned:
+            tw, tm, _ = measure(
+                [PYTHON, str(me), "plain", str(work), str(tmp / "plain")], tmp, {**env, **tuned}
+            )
+            shutil.rmtree(tmp / "plain")
+            res["plain_tuned"] = {"wall_s": round(tw, 2), "peak_rss": tm}
         mw, mm, out = measure([PYTHON, "-m", "modelbuild", "build", "-j", str(a.jobs)], work, env)
         res["modelbuild"] = {
             "wall_s": round(mw, 2),
@@ -392,6 +408,17 @@ def table(r: dict[str, Any]) -> str:
                 "",
                 "(goal <= 0.5 s)",
             )
+        )
+    if "plain_tuned" in r:
+        t = r["plain_tuned"]
+        rows.insert(
+            3,
+            (
+                "  the script with the workers' allocator settings: wall s",
+                f"{m['wall_s']:.1f}",
+                f"{t['wall_s']:.1f}",
+                f"{m['wall_s'] / t['wall_s']:.2f}x",
+            ),
         )
     head = ("", "modelbuild", "plain script", "ratio")
     w = [max(len(str(x[i])) for x in [head, *rows]) for i in range(4)]

@@ -26,6 +26,7 @@ from modelbuild.engine.procs import (
     kill_tree,
     make_tree_writable,
     private_tmpdir,
+    worker_environment,
 )
 from modelbuild.registry import FRAMEWORKS
 
@@ -197,17 +198,18 @@ class Pool:
         parent, child = self._ctx.Pipe()
         args = (child, self.step_modules, self.path)
         p = self._ctx.Process(target=_serve, args=args, daemon=True)
-        if self.python:  # spawn starts the child with multiprocessing's one executable
-            from multiprocessing import spawn
+        with worker_environment():
+            if self.python:  # spawn starts the child with multiprocessing's one executable
+                from multiprocessing import spawn
 
-            saved = spawn.get_executable()
-            spawn.set_executable(self.python)
-            try:
+                saved = spawn.get_executable()
+                spawn.set_executable(self.python)
+                try:
+                    p.start()
+                finally:
+                    spawn.set_executable(saved)
+            else:
                 p.start()
-            finally:
-                spawn.set_executable(saved)
-        else:
-            p.start()
         child.close()
         self.started += 1
         w = Worker(p, parent)

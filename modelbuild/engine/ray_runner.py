@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modelbuild.engine.procs import allocator_env
 from modelbuild.engine.runners import Finished
 from modelbuild.errors import MissingToolchainError, ModelBuildError, StepError
 from modelbuild.step import STEP_MODULES, get_step
@@ -189,7 +190,8 @@ def init_options() -> dict[str, Any]:
         mod = sys.modules.get(top)
         paths = list(getattr(mod, "__path__", []) or []) if mod else []
         ship += [p for p in paths if not p.startswith((sys.prefix, sys.base_prefix))]
-    env = {"py_modules": ship, "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
+    env_vars = {"TF_CPP_MIN_LOG_LEVEL": "2", **allocator_env()}
+    env = {"py_modules": ship, "env_vars": env_vars}
     return {"runtime_env": env, "log_to_driver": False, "configure_logging": False}
 
 
