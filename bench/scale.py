@@ -278,6 +278,7 @@ def disk(cache: Path, dist: Path) -> dict[str, int]:
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))  # modelbuild's own helpers, without installing it
     tmp = Path(tempfile.mkdtemp(prefix="mb-scale-", dir=a.tmp))
     try:
         work = tmp / "big"
@@ -296,7 +297,6 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         res["plain"] = {"wall_s": round(pw, 2), "peak_rss": pm}
         # the same script under the allocator settings modelbuild's workers start with
         # (engine/procs.allocator_env): how much of the difference they are
-        sys.path.insert(0, str(ROOT))
         from modelbuild.engine.procs import allocator_env
 
         tuned = allocator_env(env)
@@ -320,7 +320,6 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         res["noop_s"] = round(timed(build, work, env), 3)
         res["noop_cpu_s"] = round(cpu_timed(build, work, env), 3)
         res["python_cpu_s"] = round(cpu_timed([PYTHON, "-c", "pass"], work, env), 3)
-        sys.path.insert(0, str(ROOT))
         from modelbuild.store.hashing import sha256_file
 
         t0 = time.perf_counter()

@@ -274,3 +274,35 @@ def test_bf16_detection_enters_the_key() -> None:
     step = get_step("openvino_from_onnx")
     assert "cpu_bf16" in step.key_environment({"precision": "bf16"})
     assert step.key_environment({"precision": "fp16"}) == {}
+
+
+@needs_openvino
+def test_the_cpu_plugin_ignores_an_f32_hint_in_the_ir_so_serving_must_pass_it(
+    tmp_path: Path,
+) -> None:
+    """Why the README tells users to pass INFERENCE_PRECISION_HINT=f32 when serving an fp32
+    IR, rather than modelbuild writing it into the IR: on a CPU with AVX512_BF16 or AMX the
+    plugin's default is bf16, and OpenVINO does not apply a runtime_options hint from the
+    IR's rt_info. If a release starts applying it, this fails, and the IR can carry it."""
+    from modelbuild.formats.openvino.openvino_from_onnx import HINT_PATH
+    from modelbuild.formats.openvino.telemetry import no_telemetry
+
+    with no_telemetry():
+        import openvino as ov
+        from openvino import opset13 as ops
+
+        core = ov.Core()
+        default = core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+        if default != "bf16":
+            pytest.skip(f"this CPU's OpenVINO default is {default}, not bf16: nothing to see")
+        x = ops.parameter([1, 16], np.float32, name="x")
+        w = ops.constant(np.ones((16, 16), np.float32))
+        model = ov.Model([ops.matmul(x, w, False, False)], [x])
+        model.set_rt_info("f32", list(HINT_PATH))
+        ov.save_model(model, str(tmp_path / "m.xml"), compress_to_fp16=False)
+        compiled = core.compile_model(str(tmp_path / "m.xml"), "CPU")
+        assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "bf16"
+        asked = core.compile_model(
+            str(tmp_path / "m.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
+        assert asked.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"

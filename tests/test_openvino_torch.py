@@ -81,8 +81,11 @@ def test_torch_converter_fp32_fp16_verify_and_keep_dynamic_axes(
 
     from modelbuild.formats.openvino.telemetry import no_telemetry
 
+    # compiled as it was checked: with the CPU plugin's default, a CPU with AVX512_BF16 or
+    # AMX runs the fp32 IR in bf16 (2e-4 off here; the hint in rt_info is not applied)
     with no_telemetry():
-        compiled = ov.Core().compile_model(str(_xml(folder, "ov")), "CPU")
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        compiled = ov.Core().compile_model(str(_xml(folder, "ov")), "CPU", config)
     (port,) = compiled.inputs
     assert port.get_any_name() == "x"
     assert [d.is_dynamic for d in port.get_partial_shape()] == [True, True, False]

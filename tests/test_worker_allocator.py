@@ -4,6 +4,7 @@ build process's own environment is left as it was."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -44,16 +45,31 @@ def test_nothing_where_the_kernel_has_thp_off(
     assert procs.allocator_env({}) == {}
 
 
-def _environ_of(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(): v.decode() for k, v in pairs}
+PROBE = """import json, os, pathlib
+keys = ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE")
+out = pathlib.Path(__file__).with_suffix(".json")
+out.write_text(json.dumps({k: os.environ[k] for k in keys if k in os.environ}))
+"""
+
+
+def _environ_of(pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The variables as a spawned worker sees them, reported by the worker itself: it
+    imports a probe module (the pool's own warm-up message). /proc/PID/environ reads empty
+    until the child has exec'd, which start() does not wait for."""
+    (tmp_path / "mb_env_probe.py").write_text(PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawn hands sys.path to the child
+    w = pool._spawn()
+    w.conn.send(("warm", ["mb_env_probe"], str(tmp_path / "warm.log")))
+    assert w.conn.poll(60), "the worker did not answer the warm-up"
+    w.conn.recv()
+    out: dict[str, str] = json.loads((tmp_path / "mb_env_probe.json").read_text())
+    return out
 
 
 @linux_thp
 @pytest.mark.parametrize("off", [False, True])
 def test_a_spawned_worker_has_them_and_the_build_does_not(
-    off: bool, monkeypatch: pytest.MonkeyPatch
+    off: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
@@ -62,13 +78,11 @@ def test_a_spawned_worker_has_them_and_the_build_does_not(
     before = dict(os.environ)
     pool = Pool(1, {})
     try:
-        w = pool._spawn()  # returns once the worker's interpreter is exec'd
-        env = _environ_of(w.pid)
+        env = _environ_of(pool, tmp_path, monkeypatch)
         if off:
-            assert "GLIBC_TUNABLES" not in env and "THP_MEM_ALLOC_ENABLE" not in env
+            assert env == {}
         else:
-            assert env.get("GLIBC_TUNABLES") == "glibc.malloc.hugetlb=1"
-            assert env.get("THP_MEM_ALLOC_ENABLE") == "1"
+            assert env == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "THP_MEM_ALLOC_ENABLE": "1"}
     finally:
         pool.close()
     assert dict(os.environ) == before

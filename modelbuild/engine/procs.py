@@ -10,6 +10,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelbuild.environ import environ_with
+
 
 def die_with_parent() -> None:
     """Have the kernel stop this worker when the build process dies, however it dies
@@ -156,14 +158,5 @@ def allocator_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 def worker_environment() -> Iterator[None]:
     """os.environ with ``allocator_env`` while a worker process is started (the dynamic
     loader reads GLIBC_TUNABLES when the process starts), as it was after."""
-    extra = allocator_env()
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
+    with environ_with(allocator_env()):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
