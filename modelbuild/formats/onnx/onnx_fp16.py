@@ -299,4 +299,7 @@ STEP = OnnxFp16()
 
 if __name__ == "__main__":
     nodes_arg = sys.argv[5] if len(sys.argv) > 5 else None
-    _convert(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", nodes_arg)
+    from modelbuild.formats.onnx.fp16_cast import blockwise_casts
+
+    with blockwise_casts():  # the converters' own cast, a block at a time: the same bytes
+        _convert(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", nodes_arg)
