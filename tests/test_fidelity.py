@@ -527,3 +527,17 @@ def test_a_fixed_batch_artifact_is_checked_in_slices_of_its_batch(tmp_path: Path
     np.testing.assert_allclose(outs[0], np.maximum(x, 0), atol=1e-6)
     # a batch it cannot be sliced into is skipped, not forced
     assert _in_batches(runner, {"x": x[:5], "mask": mask[:5]}) is None
+
+
+def test_the_fp16_attempt_limit_grows_with_the_model(tmp_path: Path) -> None:
+    from modelbuild.formats.onnx import onnx_fp16
+
+    small = tmp_path / "small.onnx"
+    small.write_bytes(b"x" * 1000)
+    assert onnx_fp16.attempt_limit(small) == onnx_fp16.ATTEMPT_SECONDS
+    big = tmp_path / "big"  # a folder: model.onnx and its external data, all counted
+    big.mkdir()
+    (big / "model.onnx").write_bytes(b"x" * 1000)
+    with open(big / "model.onnx.data", "wb") as f:  # sparse: 3 GiB of size, no disk
+        f.truncate(3 * onnx_fp16.GIB - 1000)
+    assert onnx_fp16.attempt_limit(big) == 3 * onnx_fp16.ATTEMPT_SECONDS

@@ -36,8 +36,21 @@ from typing import Any
 from modelbuild.params import field
 from modelbuild.step import Step, StepContext
 
-# Seconds one converter attempt may take (a tiny model takes well under one).
+# Seconds one converter attempt may take per GiB of model, and at least (a tiny model
+# takes well under one; the 1 GiB scale workload about 15 s): a converter that hangs is
+# stopped, one working through a big model is not.
 ATTEMPT_SECONDS = float(os.environ.get("MODELBUILD_FP16_ATTEMPT_SECONDS", "300"))
+GIB = 1 << 30
+
+
+def attempt_limit(model: Path) -> float:
+    """ATTEMPT_SECONDS for each GiB of ``model`` (a file, or a folder with its external
+    data), and never less than ATTEMPT_SECONDS."""
+    files = [f for f in model.rglob("*") if f.is_file()] if model.is_dir() else [model]
+    size = sum(f.stat().st_size for f in files)
+    return ATTEMPT_SECONDS * max(1.0, size / GIB)
+
+
 METHODS = ("onnxconverter-common", "onnxruntime-transformers", "block-float-casts", "simplify")
 SEARCH = "block-failing-nodes"
 NOTICES = {
@@ -69,9 +82,11 @@ class OnnxFp16(Step):
 
         p = self.params(ctx)
         rejected: list[str] = []
+        limit = attempt_limit(ctx.inputs["model"])
         for method in METHODS:
             out = ctx.workdir / f"{method}.onnx"
-            why = _attempt(method, ctx.inputs["model"], out, p.keep_io_types, ctx.workdir)
+            src = ctx.inputs["model"]
+            why = _attempt(method, src, out, p.keep_io_types, ctx.workdir, seconds=limit)
             if why is None:
                 out.replace(ctx.output)
                 meta: dict[str, Any] = {"keep_io_types": p.keep_io_types, "method": method}
@@ -81,12 +96,12 @@ class OnnxFp16(Step):
                 if method in NOTICES:
                     meta["notices"] = [NOTICES[method]]
                     if all(TIMEOUT in r for r in rejected):  # not the Cast problem: time
-                        meta["notices"] = [_late_notice(rejected, method)]
+                        meta["notices"] = [_late_notice(rejected, method, limit)]
                 return meta
             ctx.log.warning("fp16 via %s rejected: %s", method, why)
             rejected.append(f"{method}: {why}")
         if any(TIMEOUT not in r for r in rejected):  # a load failure or crash, not a hang
-            found, why = _search(ctx, p.keep_io_types)
+            found, why = _search(ctx, p.keep_io_types, limit)
             if found is not None:
                 ctx.log.info("fp16 attempts rejected: %s", rejected)
                 return {
@@ -106,11 +121,11 @@ class OnnxFp16(Step):
 TIMEOUT = "did not finish in"
 
 
-def _late_notice(rejected: list[str], method: str) -> str:
+def _late_notice(rejected: list[str], method: str, limit: float) -> str:
     late = ", ".join(r.split(":", 1)[0] for r in rejected)
     return (
-        f"fp16: {late} did not finish in {ATTEMPT_SECONDS:g} s (a big model on a busy "
-        f"machine: raise MODELBUILD_FP16_ATTEMPT_SECONDS); used {method}"
+        f"fp16: {late} did not finish in {limit:g} s (a big model on a busy machine: "
+        f"raise MODELBUILD_FP16_ATTEMPT_SECONDS, {ATTEMPT_SECONDS:g} s per GiB); used {method}"
     )
 
 
@@ -123,8 +138,9 @@ def _attempt(
     nodes: list[str] | None = None,
     seconds: float | None = None,
 ) -> str | None:
-    """Run one conversion in a child process under ATTEMPT_SECONDS; None when its result
-    loads in onnxruntime, else why it was rejected (a crash named by its signal)."""
+    """Run one conversion in a child process under ``seconds`` (ATTEMPT_SECONDS if None);
+    None when its result loads in onnxruntime, else why it was rejected (a crash named by
+    its signal)."""
     cmd = [sys.executable, "-m", __name__, method, str(src), str(out), str(int(keep_io))]
     if nodes is not None:
         (workdir / f"{out.stem}.nodes.json").write_text(json.dumps(nodes))
@@ -160,11 +176,11 @@ def _node_names(m: Any) -> None:
         n.name = n.name or f"_fp16_node_{i}"
 
 
-def _search(ctx: StepContext, keep_io: bool) -> tuple[Any, str]:
+def _search(ctx: StepContext, keep_io: bool, limit: float) -> tuple[Any, str]:
     """Nodes to keep in fp32 for a result that loads: start from all of them and drop
     chunks (halves, then quarters, ..., single nodes) while the result still loads, so
     that no one node of the set can go (a cut short search keeps more); each candidate
-    in its own child process, all within ATTEMPT_SECONDS. (nodes, "") or (None, why not)."""
+    in its own child process, all within ``limit`` s. (nodes, "") or (None, why not)."""
     import time
 
     import onnx
@@ -174,7 +190,7 @@ def _search(ctx: StepContext, keep_io: bool) -> tuple[Any, str]:
     m = onnx.load(str(onnx_file(ctx.inputs["model"])), load_external_data=False)
     _node_names(m)
     block = [n.name for n in m.graph.node if not _float_cast(n)]
-    deadline = time.monotonic() + ATTEMPT_SECONDS
+    deadline = time.monotonic() + limit
     probes = 0
 
     def loads(nodes: list[str]) -> str | None:
