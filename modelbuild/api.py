@@ -162,14 +162,7 @@ def build(
     names = select_targets(r, targets)
     p = prepared or make_plan(r, names)
     _refuse(r, p, names, keep_going=keep_going, force=force)
-    lock_before: bytes | None = None
-    if locked:
-        pre = plan(r, names, force=force)
-        if pre.lock:
-            raise LockMismatchError(pre.lock)
-        from modelbuild.store.lockfile import lock_path
-
-        lock_before = lock_path(r).read_bytes()
+    lock_before = _lock_bytes_or_raise(r, names, force) if locked else None
     cache = cache_for(r)
     if runner is not None and executor != "local":
         raise UsageError("a runner is given: leave executor at 'local'")
@@ -192,15 +185,9 @@ def build(
         step_timeout=step_timeout_for(step_timeout, r.data),
     )
     if lock_before is not None:
-        import json
-
-        diffs = result_diffs(result, json.loads(lock_before).get("targets") or {})
-        if diffs:
-            from modelbuild.store.hashing import atomic_write_bytes
-            from modelbuild.store.lockfile import lock_path
-
-            atomic_write_bytes(lock_path(r), lock_before)
-            raise LockMismatchError(diffs, result=result)
+        mismatch = _keep_lock_or_raise(r, lock_before, result)
+        if mismatch is not None:
+            raise mismatch
     if result.ok and not p.errors:  # the next no-op build answers from file stamps
         from modelbuild.engine import fastpath
 
@@ -228,23 +215,28 @@ def build_recipes(
     keep_going: bool = False,
     step_timeout: float | None = None,
     runner: Runner | None = None,
+    locked: bool = False,
 ) -> list[BuildResult | ModelBuildError]:
     """Build many recipes as one walk over one pool (engine/multi.py): an action two
     recipes share runs once, each recipe is verified, published and locked as ``build``
     does it. One entry per path, in order: its result, or the error that stopped that
-    recipe (the others are built all the same)."""
+    recipe (the others are built all the same). ``locked``: as ``build``'s, per recipe (a
+    recipe whose lock would change gets a LockMismatchError and keeps its lock file)."""
     from modelbuild.engine import fastpath, multi
     from modelbuild.engine.plan import make_plan
     from modelbuild.engine.pool import step_timeout_for
 
     out: list[BuildResult | ModelBuildError | None] = []
     parts: list[tuple[int, multi.Part]] = []
+    locks: dict[int, tuple[Recipe, bytes]] = {}  # entry → its recipe and lock bytes before
     for path in paths:
         try:
             r = load_recipe(path)
             names = select_targets(r, targets)
             p = make_plan(r, names)
             _refuse(r, p, names, keep_going=keep_going, force=force)
+            if locked:
+                locks[len(out)] = (r, _lock_bytes_or_raise(r, names, force))
             opts: dict[str, Any] = {"jobs": jobs or os.cpu_count() or 1, "force": force}
             opts.update(keep_going=keep_going, step_timeout=step_timeout_for(step_timeout, r.data))
             parts.append((len(out), multi.Part(p, cache_for(r), names, opts)))
@@ -265,9 +257,37 @@ def build_recipes(
                 runner.close()
         for (k, part), res in zip(parts, built, strict=True):
             out[k] = res
+            if k in locks and not isinstance(res, ModelBuildError):
+                out[k] = res = _keep_lock_or_raise(locks[k][0], locks[k][1], res) or res
             if not isinstance(res, ModelBuildError) and res.ok and not part.plan.errors:
                 fastpath.record(part.cache, part.plan, res, list(targets or []))
     return [x for x in out if x is not None]
+
+
+def _lock_bytes_or_raise(r: Recipe, names: list[str], force: bool) -> bytes:
+    """``--locked`` before a build: the plan's lock differences raise; else the lock's
+    bytes, to compare the build with and to put back."""
+    pre = plan(r, names, force=force)
+    if pre.lock:
+        raise LockMismatchError(pre.lock)
+    from modelbuild.store.lockfile import lock_path
+
+    return lock_path(r).read_bytes()
+
+
+def _keep_lock_or_raise(r: Recipe, before: bytes, result: BuildResult) -> LockMismatchError | None:
+    """``--locked`` after a build: where it differs from the lock it had, the lock file is
+    put back and the difference returned as the error."""
+    import json
+
+    diffs = result_diffs(result, json.loads(before).get("targets") or {})
+    if not diffs:
+        return None
+    from modelbuild.store.hashing import atomic_write_bytes
+    from modelbuild.store.lockfile import lock_path
+
+    atomic_write_bytes(lock_path(r), before)
+    return LockMismatchError(diffs, result=result)
 
 
 def recorded_build(

@@ -252,3 +252,37 @@ def test_sibling_recipes_are_read_once_each_and_again_when_they_change(
     assert problem is not None and "a.build.yaml" in problem and "overlaps" in problem
     problem = publish.output_dir_problem(me, "dist-other", ["a"], [])
     assert problem is None
+
+
+def test_locked_and_dry_run_over_many_recipes_check_and_plan_each_one(repo: Path) -> None:
+    folder = repo / "models" / "tiny_cnn"
+    _build(repo, "./...", "-j", "2")
+    locks = {n: (folder / f"{n}.build.lock").read_bytes() for n in ("alpha", "beta")}
+    for n in ("alpha", "beta"):  # beta's actions were alpha's runs, re-keyed with imports:
+        # its lock has the keys its own plan computes (it once kept the pre-import key)
+        run_cli(["plan", "--check", "-f", f"models/tiny_cnn/{n}.build.yaml"], repo)
+    same = _build(repo, "./...", "--locked")  # every recipe planned against its own lock
+    assert same["ok"] and [r["ok"] for r in same["recipes"]] == [True, True], same
+    beta = folder / "beta.build.yaml"
+    beta.write_text(beta.read_text().replace("method: trace", "method: script"))
+
+    out = _build(repo, "./...", "--locked", check=1)
+    alpha_r, beta_r = out["recipes"]
+    assert not out["ok"] and alpha_r["ok"] and not beta_r["ok"], out
+    assert "would change" in json.dumps(beta_r) and "ts" in json.dumps(beta_r)
+    for name, before in locks.items():  # neither lock file written
+        assert (folder / f"{name}.build.lock").read_bytes() == before, name
+
+    proc = run_cli(["build", "./...", "--dry-run"], repo)
+    text = proc.stdout
+    assert "== models/tiny_cnn/alpha.build.yaml" in text
+    assert "== models/tiny_cnn/beta.build.yaml" in text
+    alpha_part, beta_part = text.split("== models/tiny_cnn/beta.build.yaml")
+    assert "run " not in alpha_part and "0 to run" in alpha_part, text
+    assert "run     torchscript_from_torch" in beta_part, text
+    plans = _build(repo, "./...", "--dry-run")
+    assert plans["ok"] and len(plans["recipes"]) == 2
+    assert (folder / "beta.build.lock").read_bytes() == locks["beta"]  # a plan writes nothing
+    alpha_p, beta_p = ({a["id"]: a["status"] for a in r["actions"]} for r in plans["recipes"])
+    assert set(alpha_p.values()) == {"cached"}, alpha_p
+    assert beta_p["torchscript_from_torch"] != "cached", beta_p

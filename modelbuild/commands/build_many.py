@@ -8,7 +8,8 @@ over one worker pool at ``-j N`` and one cache: their actions share the slots, a
 two recipes share (the same source and settings: one key) runs once and both recipes'
 dependents wait on it, and each recipe is verified, published and locked on its own. A
 recipe that fails (to load, to plan, or to build) does not stop the others; the command
-fails with it.
+fails with it. ``--locked`` checks each recipe against its own lock (no fast path: every
+recipe is planned), ``--dry-run`` prints each recipe's plan.
 """
 
 from __future__ import annotations
@@ -82,13 +83,16 @@ def noop_results(recipes: list[Path], targets: list[str]) -> dict[Path, dict[str
 def run(args: Any, spec: str, targets: list[str]) -> int:
     from modelbuild.errors import ModelBuildError, UsageError
 
-    if args.locked or args.dry_run or args.executor != "local":
+    if args.executor != "local":
         raise UsageError(
-            "--locked, --dry-run and --executor ray take one recipe",
-            hint="run them per recipe (-f FILE), or drop the flag",
+            "--executor ray takes one recipe",
+            hint="run it per recipe (-f FILE), or drop the flag",
         )
     recipes = find_recipes(spec, Path.cwd())
-    done = {} if args.force else noop_results(recipes, targets)
+    if args.dry_run:
+        return _dry_run(args, recipes, targets)
+    # --locked compares every recipe's plan with its lock: no answer from file stamps
+    done = {} if args.force or args.locked else noop_results(recipes, targets)
     todo = [r for r in recipes if done.get(r) is None]
     built = iter(_build_todo(args, todo, targets))
     results: list[dict[str, Any]] = []
@@ -126,6 +130,39 @@ def run(args: Any, spec: str, targets: list[str]) -> int:
     return 2 if 2 in codes else 1
 
 
+def _dry_run(args: Any, recipes: list[Path], targets: list[str]) -> int:
+    """Each recipe's plan (what would run and why), as `build --dry-run` prints one; a
+    recipe that does not load or plan is said and the others are planned all the same."""
+    from modelbuild import api
+    from modelbuild.commands.plan import print_plan
+    from modelbuild.errors import ModelBuildError
+
+    results: list[dict[str, Any]] = []
+    codes: list[int] = []
+    for r in recipes:
+        try:
+            res = api.plan(api.load_recipe(r), targets or None, force=args.force)
+        except ModelBuildError as exc:
+            if args.json:
+                from modelbuild.commands.errjson import failure
+
+                results.append({"file": str(r), **failure([exc])})
+            else:
+                print(f"{_rel(r)}: error: {exc.render()}", file=sys.stderr)
+            codes.append(exc.exit_code)
+            continue
+        if args.json:
+            failed = bool(res.errors)
+            results.append({"file": str(r), **res.to_json(), "ok": not failed})
+            codes.append(1 if failed else 0)
+        else:
+            print(f"== {_rel(r)}")
+            codes.append(print_plan(res, False))
+    if args.json:
+        print(json.dumps({"ok": not any(codes), "recipes": results}, indent=1))
+    return 0 if not any(codes) else (2 if 2 in codes else 1)
+
+
 def _rel(p: Path) -> str:
     try:
         return str(p.relative_to(Path.cwd()))
@@ -147,6 +184,7 @@ def _build_todo(args: Any, todo: list[Path], targets: list[str]) -> list[Any]:
             force=args.force,
             keep_going=args.keep_going,
             step_timeout=args.step_timeout,
+            locked=args.locked,
         )
     )
 

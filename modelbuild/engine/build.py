@@ -118,7 +118,10 @@ def finish(
     wanted = choose.expand(plan, targets)  # precision lists: every candidate
     for r in results:  # a model load keyed again with what its code imported (engine/worker)
         found = r.meta.get("imports") or {}
-        if r.status == "built" and isinstance(found.get("key"), str):
+        # built here, or served by the run it was re-keyed onto (another recipe's in the
+        # same walk, or an earlier build's): the key it is recorded under either way; a
+        # plain hit was looked up under that key already
+        if r.status in ("built", "cached") and isinstance(found.get("key"), str):
             r.key = found["key"]
         src = r.action.params.get("source")
         if found.get("distributions") and isinstance(src, dict):  # as the next plan has it
