@@ -267,11 +267,11 @@ def build_recipes(
 def _lock_bytes_or_raise(r: Recipe, names: list[str], force: bool) -> bytes:
     """``--locked`` before a build: the plan's lock differences raise; else the lock's
     bytes, to compare the build with and to put back."""
-    pre = plan(r, names, force=force)
-    if pre.lock:
-        raise LockMismatchError(pre.lock)
     from modelbuild.store.lockfile import lock_path
 
+    pre = plan(r, names, force=force)
+    if pre.lock:
+        raise LockMismatchError(pre.lock, lock=lock_path(r).name)
     return lock_path(r).read_bytes()
 
 
@@ -287,7 +287,7 @@ def _keep_lock_or_raise(r: Recipe, before: bytes, result: BuildResult) -> LockMi
     from modelbuild.store.lockfile import lock_path
 
     atomic_write_bytes(lock_path(r), before)
-    return LockMismatchError(diffs, result=result)
+    return LockMismatchError(diffs, result=result, lock=lock_path(r).name)
 
 
 def recorded_build(

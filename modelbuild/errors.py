@@ -189,11 +189,12 @@ class ParityError(StepError):
 class LockMismatchError(BuildFailure):
     """``build --locked`` / ``plan --check``: the build would change model.build.lock."""
 
-    def __init__(self, diffs: list[Any], *, result: Any = None) -> None:
+    def __init__(self, diffs: list[Any], *, result: Any = None, lock: str = "") -> None:
         lines = "\n  ".join(str(d) for d in diffs)
+        lock = lock or "model.build.lock"  # NAME.build.yaml's is NAME.build.lock
         super().__init__(
-            f"the build would change model.build.lock:\n  {lines}",
-            hint="run `modelbuild build` without --locked and commit model.build.lock",
+            f"the build would change {lock}:\n  {lines}",
+            hint=f"run `modelbuild build` without --locked and commit {lock}",
         )
         self.diffs = diffs
         self.result = result
