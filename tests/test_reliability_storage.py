@@ -163,6 +163,15 @@ def test_a_killed_publishers_old_folder_is_swept(tiny_cnn: Path) -> None:
     build_json(tiny_cnn, "--force")  # the artifact is unchanged: nothing is republished
     assert not stray.exists()
     assert [p.name for p in (tiny_cnn / "dist").iterdir()] == ["torchscript"]
+    # a no-op (the fast path: no publish at all) sweeps them too, and only dead ones
+    build_json(tiny_cnn)
+    mine = tiny_cnn / "dist" / f".torchscript.old-{os.getpid()}-def456"
+    for d in (stray, mine):
+        (d / "model.pt").parent.mkdir(parents=True)
+        (d / "model.pt").write_bytes(b"old")
+    out = run_cli(["build"], tiny_cnn).stdout
+    assert "nothing to do" in out, out
+    assert not stray.exists() and mine.is_dir()  # this process is alive: its folder stays
 
 
 def _can_drop_root() -> bool:

@@ -81,7 +81,7 @@ def _fast_noop(args: Any) -> int | None:
     """Answer a no-op build from the recorded state (see engine/fastpath.py), or None."""
     from modelbuild.engine import fastpath  # not modelbuild.api: its imports cost more
     from modelbuild.recipe.paths import find_recipe, repo_root
-    from modelbuild.store.scratch import default_cache_dir, sweep_stale_scratch
+    from modelbuild.store.scratch import default_cache_dir, sweep_published, sweep_stale_scratch
 
     rpath = find_recipe(args.file)
     root = default_cache_dir(repo_root(rpath.parent))
@@ -89,6 +89,7 @@ def _fast_noop(args: Any) -> int | None:
     if result is None:
         return None
     sweep_stale_scratch(root / "tmp")  # a no-op too removes what killed builds left there
+    sweep_published(rpath.parent, result)  # and beside the published target folders
     if args.json:
         print(json.dumps(result, indent=1))
         return EXIT_OK

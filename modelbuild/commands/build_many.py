@@ -69,6 +69,7 @@ def noop_results(recipes: list[Path], targets: list[str]) -> dict[Path, dict[str
     from modelbuild.engine import fastpath
     from modelbuild.recipe.paths import repo_root
     from modelbuild.store.cache import default_cache_dir
+    from modelbuild.store.scratch import sweep_published
 
     memo: dict[str, Any] = {}
     roots: dict[Path, Path] = {}
@@ -77,6 +78,8 @@ def noop_results(recipes: list[Path], targets: list[str]) -> dict[Path, dict[str
         if r.parent not in roots:
             roots[r.parent] = default_cache_dir(repo_root(r.parent))
         out[r] = fastpath.check(roots[r.parent], r, targets, memo)
+        if out[r] is not None:  # what killed builds left beside its target folders
+            sweep_published(r.parent, out[r] or {})
     return out
 
 

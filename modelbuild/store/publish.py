@@ -32,6 +32,7 @@ from modelbuild import faults
 from modelbuild.errors import CacheError, PublishError
 from modelbuild.store.cache import READ_ONLY, Cache, OutputRecord
 from modelbuild.store.hashing import digest_json, iter_files, sha256_file
+from modelbuild.store.scratch import sweep_stale_beside
 
 MARKER = ".modelbuild-published"
 
@@ -67,7 +68,7 @@ def publish(
     ``place``); skip if it is already there."""
     refuse_unowned(dest_dir, name)
     final = dest_dir / name
-    _sweep_stale(dest_dir)  # a killed build's .NAME.old-PID-*, also when nothing changes
+    sweep_stale_beside(dest_dir)  # a killed build's .NAME.old-PID-*, also when nothing changes
     if final.exists() and same_bytes(cache, final, rec):
         if not (dest_dir / MARKER).is_file():
             _write_marker(dest_dir, dest_dir.name, name, rec, recipe)
@@ -186,18 +187,6 @@ def _write_marker(
     if recipe is not None:
         data["recipe"] = recipe
     (folder / MARKER).write_text(json.dumps(data, sort_keys=True, indent=1) + "\n")
-
-
-def _sweep_stale(dest_dir: Path) -> None:
-    """Remove temp dirs a killed build left beside dest_dir (their pid is dead)."""
-    from modelbuild.store.scratch import alive as _alive
-    from modelbuild.store.scratch import make_writable as _make_writable
-
-    for p in dest_dir.parent.glob(f".{dest_dir.name}.*-*-*"):
-        parts = p.name.rsplit("-", 2)
-        if len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
-            _make_writable(p)
-            shutil.rmtree(p, ignore_errors=True)
 
 
 def unpublish_failed(cache: Cache, dest_dir: Path, what: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 
 def default_cache_dir(start: Path) -> Path:
@@ -33,6 +34,31 @@ def sweep_stale_scratch(tmp: Path) -> int:
         shutil.rmtree(d, ignore_errors=True)
         removed += 1
     return removed
+
+
+def sweep_stale_beside(dest_dir: Path) -> None:
+    """Remove what a killed build left beside a published target folder (``.NAME.tmp-PID-HEX``
+    being filled, ``.NAME.old-PID-HEX`` being removed) once its process is dead; one
+    listing, so the no-op fast path does it too."""
+    import shutil
+
+    for p in dest_dir.parent.glob(f".{dest_dir.name}.*-*-*"):
+        parts = p.name.rsplit("-", 2)
+        if len(parts) == 3 and parts[1].isdigit() and not alive(int(parts[1])):
+            make_writable(p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def sweep_published(recipe_dir: Path, recorded: dict[str, Any]) -> None:
+    """``sweep_stale_beside`` for every target folder of a recorded build result."""
+    seen: set[Path] = set()
+    for t in (recorded.get("targets") or {}).values():
+        path = t.get("path") if isinstance(t, dict) else None
+        if isinstance(path, str) and path:
+            dest = (recipe_dir / path).parent
+            if dest not in seen:
+                seen.add(dest)
+                sweep_stale_beside(dest)
 
 
 def alive(pid: int) -> bool:
