@@ -260,7 +260,8 @@ def test_locked_and_dry_run_over_many_recipes_check_and_plan_each_one(repo: Path
     locks = {n: (folder / f"{n}.build.lock").read_bytes() for n in ("alpha", "beta")}
     for n in ("alpha", "beta"):  # beta's actions were alpha's runs, re-keyed with imports:
         # its lock has the keys its own plan computes (it once kept the pre-import key)
-        run_cli(["plan", "--check", "-f", f"models/tiny_cnn/{n}.build.yaml"], repo)
+        done = run_cli(["plan", "--check", "-f", f"models/tiny_cnn/{n}.build.yaml"], repo)
+        assert f"{n}.build.lock is up to date" in done.stdout, done.stdout
     same = _build(repo, "./...", "--locked")  # every recipe planned against its own lock
     assert same["ok"] and [r["ok"] for r in same["recipes"]] == [True, True], same
     beta = folder / "beta.build.yaml"

@@ -45,8 +45,10 @@ def print_plan(res: Any, as_json: bool, check: bool = False) -> int:
                 "(`build --locked` checks it)"
             )
         if not res.lock:
+            from modelbuild.store.lockfile import lock_path
+
             print(
-                "model.build.lock is up to date"
+                f"{lock_path(res.plan.recipe).name} is up to date"
                 + (
                     f" ({len(res.lock_unchecked)} target(s) checkable only by building)"
                     if res.lock_unchecked
