@@ -258,7 +258,9 @@ def build_recipes(
         for (k, part), res in zip(parts, built, strict=True):
             out[k] = res
             if k in locks and not isinstance(res, ModelBuildError):
-                out[k] = res = _keep_lock_or_raise(locks[k][0], locks[k][1], res) or res
+                mismatch = _keep_lock_or_raise(*locks[k], res)
+                if mismatch is not None:  # the lock file is as it was; this is the error
+                    out[k] = res = mismatch
             if not isinstance(res, ModelBuildError) and res.ok and not part.plan.errors:
                 fastpath.record(part.cache, part.plan, res, list(targets or []))
     return [x for x in out if x is not None]

@@ -77,9 +77,9 @@ def noop_results(recipes: list[Path], targets: list[str]) -> dict[Path, dict[str
     for r in recipes:
         if r.parent not in roots:
             roots[r.parent] = default_cache_dir(repo_root(r.parent))
-        out[r] = fastpath.check(roots[r.parent], r, targets, memo)
-        if out[r] is not None:  # what killed builds left beside its target folders
-            sweep_published(r.parent, out[r] or {})
+        out[r] = recorded = fastpath.check(roots[r.parent], r, targets, memo)
+        if recorded is not None:  # what killed builds left beside its target folders
+            sweep_published(r.parent, recorded)
     return out
 
 
@@ -155,9 +155,8 @@ def _dry_run(args: Any, recipes: list[Path], targets: list[str]) -> int:
             codes.append(exc.exit_code)
             continue
         if args.json:
-            failed = bool(res.errors)
-            results.append({"file": str(r), **res.to_json(), "ok": not failed})
-            codes.append(1 if failed else 0)
+            results.append({"file": str(r), **res.to_json()})
+            codes.append(0 if res.ok else 1)
         else:
             print(f"== {_rel(r)}")
             codes.append(print_plan(res, False))

@@ -25,28 +25,29 @@ def sweep_stale_scratch(tmp: Path) -> int:
     except OSError:
         return 0
     for d in entries:
-        parts = d.name.rsplit("-", 2)
-        if len(parts) != 3 or not parts[1].isdigit() or alive(int(parts[1])):
-            continue
-        import shutil
-
-        make_writable(d)
-        shutil.rmtree(d, ignore_errors=True)
-        removed += 1
+        removed += _remove_if_dead(d)
     return removed
+
+
+def _remove_if_dead(d: Path) -> bool:
+    """Remove ``d``, named LABEL-PID-HEX, when process PID is dead (what a killed build or
+    worker left); False for any other name or a live PID."""
+    parts = d.name.rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or alive(int(parts[1])):
+        return False
+    import shutil
+
+    make_writable(d)
+    shutil.rmtree(d, ignore_errors=True)
+    return True
 
 
 def sweep_stale_beside(dest_dir: Path) -> None:
     """Remove what a killed build left beside a published target folder (``.NAME.tmp-PID-HEX``
     being filled, ``.NAME.old-PID-HEX`` being removed) once its process is dead; one
     listing, so the no-op fast path does it too."""
-    import shutil
-
     for p in dest_dir.parent.glob(f".{dest_dir.name}.*-*-*"):
-        parts = p.name.rsplit("-", 2)
-        if len(parts) == 3 and parts[1].isdigit() and not alive(int(parts[1])):
-            make_writable(p)
-            shutil.rmtree(p, ignore_errors=True)
+        _remove_if_dead(p)
 
 
 def sweep_published(recipe_dir: Path, recorded: dict[str, Any]) -> None:

@@ -49,10 +49,11 @@ def _extremes(flat: Any) -> tuple[tuple[Any, Any] | None, tuple[Any, Any] | None
             pos.append((p.max(), p.min()))
         if n.size:
             neg.append((n.max(), n.min()))
-    both = (pos, neg)
-    return tuple(  # type: ignore[return-value]
-        (max(v[0] for v in side), min(v[1] for v in side)) if side else None for side in both
-    )
+
+    def whole(side: list[tuple[Any, Any]]) -> tuple[Any, Any] | None:
+        return (max(v[0] for v in side), min(v[1] for v in side)) if side else None
+
+    return whole(pos), whole(neg)
 
 
 def blockwise(own: Callable[..., Any], say: Callable[[str], None]) -> Callable[..., Any]:
@@ -103,8 +104,9 @@ def _targets() -> list[tuple[ModuleType, Callable[[str], None]]]:
 def blockwise_casts() -> Iterator[None]:
     """Both converters' convert_np_to_float16 replaced by ``blockwise`` inside the block
     (they look it up as a module global on each tensor), as they were after."""
-    saved = [(mod, mod.convert_np_to_float16) for mod, _ in _targets()]
-    for (mod, say), (_, own) in zip(_targets(), saved, strict=True):
+    targets = _targets()
+    saved = [(mod, mod.convert_np_to_float16) for mod, _ in targets]
+    for (mod, say), (_, own) in zip(targets, saved, strict=True):
         mod.convert_np_to_float16 = blockwise(own, say)  # type: ignore[attr-defined]
     try:
         yield

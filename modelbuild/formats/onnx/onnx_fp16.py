@@ -82,10 +82,10 @@ class OnnxFp16(Step):
 
         p = self.params(ctx)
         rejected: list[str] = []
-        limit = attempt_limit(ctx.inputs["model"])
+        src = ctx.inputs["model"]
+        limit = attempt_limit(src)
         for method in METHODS:
             out = ctx.workdir / f"{method}.onnx"
-            src = ctx.inputs["model"]
             why = _attempt(method, src, out, p.keep_io_types, ctx.workdir, seconds=limit)
             if why is None:
                 out.replace(ctx.output)
